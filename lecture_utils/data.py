@@ -1,0 +1,304 @@
+"""Data: one root, real data sets through torchvision, an embedded fallback, device-resident batches.
+
+The data path is ``load -> uint8 tensor on the device -> batches by index ->
+batched augmentation on the device -> model``: no PIL per sample and no
+DataLoader worker processes (the bottleneck on small images, and fragile in
+notebooks). It is the same code on CPU and GPU.
+"""
+
+import hashlib
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT_ENV = "LECTURE_DATA_DIR"
+STRICT_ENV = "LECTURE_STRICT_DATA"
+DATASETS = ("mnist", "cifar10", "digits")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+_HOW_TO_GET = {
+    "mnist": "with internet, torchvision downloads it; offline, copy the four MNIST .gz files "
+    "(train-images-idx3-ubyte.gz, ...) into {root}/MNIST/raw/",
+    "cifar10": "with internet, torchvision downloads it; offline, put cifar-10-python.tar.gz in {root}/, "
+    "or an ImageFolder copy in {root}/cifar10/{{train,test}}/<class>/*.jpg",
+}
+
+
+class DataUnavailable(RuntimeError):
+    """The data set is neither on disk nor downloadable from here."""
+
+
+class DataCorrupted(RuntimeError):
+    """A data file on disk does not match its published checksum."""
+
+
+def data_root(root=None):
+    """Where data sets live: ``root``, else ``$LECTURE_DATA_DIR``, else the repository's ``data/``.
+
+    A regular (non-editable) install, as on Colab, has no repository beside
+    it: then the root is ``~/.cache/lecture_utils``.
+    """
+    if root is None:
+        root = os.environ.get(ROOT_ENV) or None
+    if root is None:
+        checkout = Path(__file__).resolve().parents[1]
+        if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+            return checkout / "data"
+        return Path.home() / ".cache" / "lecture_utils"
+    return Path(root).expanduser()
+
+
+def strict_mode(strict=None):
+    """True when a missing data set must be an error rather than a fallback (``$LECTURE_STRICT_DATA=1``)."""
+    if strict is None:
+        return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes")
+    return bool(strict)
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path, md5):
+    """Raise DataCorrupted if ``path`` exists with the wrong checksum (torchvision would download over it)."""
+    if path.is_file() and _md5(path) != md5:
+        raise DataCorrupted(
+            f"{path} is damaged: its MD5 is {_md5(path)}, the published file's is {md5}. "
+            "It was left as it is; delete or replace it yourself."
+        )
+
+
+def _torchvision_files(name, root):
+    """The torchvision files of ``name`` found under ``root`` (empty if none), checksums verified."""
+    from torchvision.datasets import CIFAR10, MNIST
+
+    if name == "mnist":
+        raw = root / "MNIST" / "raw"
+        found = []
+        for filename, md5 in MNIST.resources:
+            gz = raw / filename
+            _verify(gz, md5)
+            if gz.is_file() or (raw / filename[:-3]).is_file():
+                found.append(gz)
+        return found
+    tgz = root / CIFAR10.filename
+    _verify(tgz, CIFAR10.tgz_md5)
+    return [p for p in (tgz, root / CIFAR10.base_folder) if p.exists()]
+
+
+def _mirror_dir(name, root, split):
+    folder = root / name / split
+    return folder if folder.is_dir() and any(folder.iterdir()) else None
+
+
+def _from_torchvision(name, root, train, download):
+    from torchvision.datasets import CIFAR10, MNIST
+
+    timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)  # torchvision's download has none: fail in seconds, not minutes
+    try:
+        if name == "mnist":
+            ds = MNIST(root, train=train, download=download)
+            return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+        ds = CIFAR10(root, train=train, download=download)
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+    finally:
+        socket.setdefaulttimeout(timeout)
+
+
+def _from_mirror(folder, channels):
+    """An ImageFolder copy (``<class>/<image>``): sorted class folders give the labels, as in torchvision."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    mode = "L" if channels == 1 else "RGB"
+    images, labels = [], []
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    for label, cls in enumerate(classes):
+        for path in sorted(p for p in (folder / cls).iterdir() if p.is_file()):
+            try:
+                with Image.open(path) as img:
+                    images.append(np.asarray(img.convert(mode)))
+            except (OSError, UnidentifiedImageError) as err:
+                raise DataCorrupted(f"{path} could not be decoded as an image ({err})") from None
+            labels.append(label)
+    if not images:
+        raise DataUnavailable(f"the mirror {folder} holds no images")
+    x = torch.from_numpy(np.stack(images))
+    x = x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2)
+    return x.contiguous(), torch.tensor(labels, dtype=torch.long)
+
+
+def _digits(train):
+    """scikit-learn's 1,797 bundled 8x8 digits, drawn like MNIST: scaled to 20x20, centred in 28x28."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.pad(F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False), (4, 4, 4, 4))
+    x = (x * 255).round().clamp(0, 255).to(torch.uint8)
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))  # a fixed 80/20 split
+    n_train = int(0.8 * len(y))
+    keep = order[:n_train] if train else order[n_train:]
+    return x[keep], y[keep]
+
+
+def load_dataset(name, train=True, root=None, *, download=True, verbose=True):
+    """Images as uint8 (N, C, H, W) and labels as int64 (N,) for ``"mnist"``, ``"cifar10"`` or ``"digits"``.
+
+    Sources, in order: torchvision's own files under the data root (checksums
+    verified, never overwritten), an ImageFolder mirror ``<root>/<name>/{train,test}/<class>/*``,
+    then torchvision's download. Raises ``DataUnavailable`` when none works.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}: known are {', '.join(DATASETS)}")
+    split = "train" if train else "test"
+    if name == "digits":
+        x, y = _digits(train)
+        source = "scikit-learn's bundled digits (8x8, resized to 28x28)"
+    else:
+        root = data_root(root)
+        mirror = _mirror_dir(name, root, split)
+        found = _torchvision_files(name, root)
+        if found or mirror is None:
+            source = f"torchvision {name} files in {root}"
+            try:
+                # With the files on disk torchvision only extracts them (no network).
+                x, y = _from_torchvision(name, root, train, download or bool(found))
+            except (RuntimeError, OSError) as err:
+                if isinstance(err, DataCorrupted):
+                    raise
+                how = _HOW_TO_GET[name].format(root=root)
+                reason = "not on disk and downloading is off" if not download else f"download failed: {err}"
+                raise DataUnavailable(f"{name} ({split}) is not available under {root} ({reason}). To get it: {how}.") from None
+        else:
+            x, y = _from_mirror(mirror, channels=1 if name == "mnist" else 3)
+            source = f"ImageFolder mirror {mirror}"
+    if verbose:
+        print(f"{name} {split}: {len(y):,} images {tuple(x.shape[1:])} from {source}")
+    return x, y
+
+
+@dataclass
+class Data:
+    """A train/test pair as uint8 tensors, with where it came from and why, if it was replaced."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple
+    fallback_reason: str = ""
+
+    @property
+    def shape(self):
+        return tuple(self.train_images.shape[1:])
+
+
+def fallback_banner(wanted, reason):
+    """Show, unmissably, that a notebook runs on the embedded digits instead of ``wanted``."""
+    text = (
+        f"!!! DATA FALLBACK: {wanted} is not available, so this notebook runs on scikit-learn's "
+        f"1,797 bundled digits instead. Numbers below are NOT {wanted} numbers. Reason: {reason}"
+    )
+    html = (
+        '<div style="border:4px solid #c00;background:#fee;color:#900;padding:12px;font-size:16px">'
+        f"<b>DATA FALLBACK:</b> <b>{wanted}</b> is not available, so this notebook runs on scikit-learn's "
+        f"1,797 bundled digits instead. <b>Numbers below are not {wanted} numbers.</b><br><small>{reason}</small></div>"
+    )
+    if "IPython" in sys.modules:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display({"text/html": html, "text/plain": text}, raw=True)
+            return text
+    print(text, file=sys.stderr)
+    return text
+
+
+def load_data(name, root=None, *, strict=None, download=True, verbose=True):
+    """Train and test splits of ``name``; if it cannot be had, the embedded digits with a banner.
+
+    With ``strict=True`` (or ``$LECTURE_STRICT_DATA=1``, as in CI) a missing
+    data set is an error naming what is missing and how to get it.
+    """
+    try:
+        train = load_dataset(name, True, root, download=download, verbose=verbose)
+        test = load_dataset(name, False, root, download=download, verbose=verbose)
+        reason = ""
+    except DataUnavailable as err:
+        if strict_mode(strict):
+            raise
+        reason = str(err)
+        fallback_banner(name, reason)
+        train, test = load_dataset("digits", True, verbose=verbose), load_dataset("digits", False, verbose=verbose)
+    used = name if not reason else "digits"
+    classes = CIFAR10_CLASSES if used == "cifar10" else DIGIT_CLASSES
+    return Data(used, *train, *test, classes=classes, fallback_reason=reason)
+
+
+def take_subset(images, labels, n, seed=0):
+    """The first ``n`` examples of a seeded shuffle (the same ``n`` and seed give the same subset)."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(labels):
+        raise ValueError(f"subset size n={n!r} must be an int from 1 to {len(labels):,} (the data set's size)")
+    keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
+    return images[keep], labels[keep]
+
+
+class DeviceBatches:
+    """Batches of a data set held whole on the device: shuffled indices, augmentation batched on the device.
+
+    ``augment(x, generator)`` gets float images in [0, 1] and a generator on
+    the same device; normalization by ``mean``/``std`` comes after it. The
+    generator is seeded once, so every epoch differs and a seeded run repeats.
+    """
+
+    def __init__(self, images, labels, batch_size, *, shuffle=False, augment=None, mean=None, std=None,
+                 device=None, seed=0, drop_last=False):
+        if images.ndim != 4 or len(images) != len(labels) or len(labels) == 0:
+            raise ValueError(
+                f"images must be (N, C, H, W) with N == len(labels) > 0, got {tuple(images.shape)} "
+                f"and {len(labels)} labels"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        device = torch.device(device) if device is not None else images.device
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
+        shape = (1, -1, 1, 1)
+        self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32, device=device).view(shape)
+        self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32, device=device).view(shape)
+        self.device = device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def __len__(self):
+        n, b = len(self.labels), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __iter__(self):
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for b in range(len(self)):
+            index = order[b * self.batch_size:(b + 1) * self.batch_size]
+            x = self.images[index]
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            if self.augment is not None:
+                x = self.augment(x, self.generator)
+            if self.mean is not None:
+                x = (x - self.mean) / self.std
+            yield x, self.labels[index]

@@ -1,0 +1,55 @@
+"""Device choice and seeding: the one place that decides where tensors live."""
+
+import os
+import random
+
+import numpy as np
+import torch
+
+ENV_VAR = "LECTURE_DEVICE"
+
+
+def get_device(name=None):
+    """The device to train on: ``name``, else ``$LECTURE_DEVICE``, else cuda, then mps, then cpu."""
+    name = name or os.environ.get(ENV_VAR) or None
+    if name is not None:
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"unknown device {name!r} ({err}): use cpu, cuda, cuda:N or mps") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but this torch sees no CUDA GPU: use cpu")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r} asked for, but MPS is not available here: use cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` seeded the same.
+
+    Pass the generator to the loaders and augmentations that take one, so a
+    run's randomness does not depend on what else drew from the global RNG.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return torch.Generator().manual_seed(seed)
+
+
+def describe(device):
+    """One line naming the device, for a notebook's first output."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        what = f"{torch.get_num_threads()} threads"
+    else:
+        what = device.type
+    return f"device: {device} ({what}), torch {torch.__version__}"

@@ -1,0 +1,167 @@
+import os
+from urllib.error import URLError
+
+import pytest
+import torch
+from PIL import Image
+
+from lecture_utils import data as data_mod
+from lecture_utils.data import (DataCorrupted, DataUnavailable, DeviceBatches, data_root, load_data, load_dataset,
+                                take_subset)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any download attempt fails as it does without internet, even on a machine that has it."""
+    import torchvision.datasets.cifar as cifar
+    import torchvision.datasets.mnist as mnist
+
+    def refuse(url, *args, **kwargs):
+        raise URLError("offline (test)")
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", refuse)
+    monkeypatch.setattr(cifar, "download_and_extract_archive", refuse)
+
+
+def test_digits_are_real_28x28_uint8_with_a_fixed_split():
+    x, y = load_dataset("digits", train=True, verbose=False)
+    xt, yt = load_dataset("digits", train=False, verbose=False)
+    assert x.dtype == torch.uint8 and y.dtype == torch.int64
+    assert x.shape == (1437, 1, 28, 28) and xt.shape == (360, 1, 28, 28)
+    assert x.max() == 255 and x[:, :, :4].max() == 0  # drawn like MNIST: a 4-pixel empty border
+    assert torch.equal(x, load_dataset("digits", verbose=False)[0])
+    assert set(y.tolist()) == set(range(10)) and set(yt.tolist()) == set(range(10))
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(ValueError, match="mnist, cifar10, digits"):
+        load_dataset("svhn")
+
+
+def test_data_root_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("LECTURE_DATA_DIR", str(tmp_path / "env"))
+    assert data_root() == tmp_path / "env"
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("LECTURE_DATA_DIR")
+    assert data_root().name == "data"  # the repository's data/ in a checkout
+
+
+def test_strict_mode_error_names_what_is_missing_and_how_to_get_it(tmp_path, offline):
+    with pytest.raises(DataUnavailable, match=r"MNIST/raw"):
+        load_data("mnist", root=tmp_path, strict=True)
+    with pytest.raises(DataUnavailable, match="cifar-10-python.tar.gz"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_strict_mode_from_the_environment(tmp_path, offline, monkeypatch):
+    monkeypatch.setenv("LECTURE_STRICT_DATA", "1")
+    with pytest.raises(DataUnavailable):
+        load_data("mnist", root=tmp_path)
+
+
+def test_fallback_to_digits_shows_a_banner(tmp_path, offline, capsys, monkeypatch):
+    monkeypatch.delenv("LECTURE_STRICT_DATA", raising=False)
+    d = load_data("cifar10", root=tmp_path)
+    err = capsys.readouterr().err
+    assert "DATA FALLBACK" in err and "cifar10 is not available" in err and "NOT cifar10 numbers" in err
+    assert d.name == "digits" and d.fallback_reason and d.train_images.shape[1:] == (1, 28, 28)
+
+
+def test_no_download_means_no_network(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as mnist
+
+    def fail(*a, **k):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", fail)
+    with pytest.raises(DataUnavailable, match="downloading is off"):
+        load_dataset("mnist", root=tmp_path, download=False)
+
+
+def test_corrupted_file_is_reported_and_left_alone(tmp_path, offline):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    bad = raw / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(b"not the real file")
+    before = os.stat(bad).st_mtime_ns
+    with pytest.raises(DataCorrupted, match="f68b3c2dcbeaaa9fbdd348bbdeb94873") as info:
+        load_data("mnist", root=tmp_path)
+    assert str(bad) in str(info.value)
+    assert bad.read_bytes() == b"not the real file" and os.stat(bad).st_mtime_ns == before
+
+
+def test_imagefolder_mirror_is_used_and_named(tmp_path, offline, capsys):
+    for split, n in (("train", 3), ("test", 2)):
+        for label, cls in enumerate(("airplane", "automobile")):
+            folder = tmp_path / "cifar10" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (10 * label + i,) * 3).save(folder / f"{i:04d}.png")
+    x, y = load_dataset("cifar10", root=tmp_path)
+    assert "ImageFolder mirror" in capsys.readouterr().out
+    assert x.shape == (6, 3, 32, 32) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert x[4, 0, 0, 0] == 11  # automobile/0001.png
+
+
+def _real(name):
+    root = data_root()
+    have = (root / "MNIST" / "raw").is_dir() if name == "mnist" else (root / "cifar10" / "test").is_dir()
+    if not have and os.environ.get("LECTURE_STRICT_DATA") != "1":
+        pytest.skip(f"no local {name} copy under {root} (CI provides one)")
+
+
+def test_real_mnist_through_torchvision():
+    _real("mnist")
+    x, y = load_dataset("mnist", train=False)
+    assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.uint8
+    assert y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # MNIST's test set starts 7 2 1 0 4
+
+
+def test_real_cifar10_test_split():
+    _real("cifar10")
+    x, y = load_dataset("cifar10", train=False)
+    assert x.shape == (10000, 3, 32, 32) and torch.equal(y.bincount(), torch.full((10,), 1000))
+    mean = x.float().mean((0, 2, 3)) / 255
+    assert torch.allclose(mean, torch.tensor([0.4942, 0.4851, 0.4504]), atol=0.01)  # CIFAR-10's test mean
+
+
+def test_take_subset_is_seeded_and_checked():
+    x, y = torch.arange(10).view(10, 1, 1, 1), torch.arange(10)
+    a, b = take_subset(x, y, 4, seed=1), take_subset(x, y, 4, seed=1)
+    assert torch.equal(a[1], b[1]) and len(set(a[1].tolist())) == 4
+    with pytest.raises(ValueError, match="from 1 to 10"):
+        take_subset(x, y, 11)
+    with pytest.raises(ValueError, match="from 1 to 10"):
+        take_subset(x, y, 0)
+
+
+def test_device_batches_cover_every_example_once_per_epoch():
+    x = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    y = torch.arange(10)
+    batches = DeviceBatches(x, y, 4, shuffle=True, seed=0)
+    assert len(batches) == 3
+    epochs = [torch.cat([b for _, b in batches]) for _ in range(2)]
+    assert sorted(epochs[0].tolist()) == list(range(10)) and not torch.equal(epochs[0], epochs[1])
+    for xb, yb in batches:  # images follow their labels, scaled to [0, 1]
+        assert torch.equal(xb.view(-1), yb.float() / 255)
+    again = DeviceBatches(x, y, 4, shuffle=True, seed=0)
+    assert torch.equal(torch.cat([b for _, b in again]), epochs[0])
+
+
+def test_device_batches_augment_then_normalize():
+    x = torch.full((4, 1, 2, 2), 255, dtype=torch.uint8)
+    seen = []
+
+    def augment(images, generator):
+        seen.append(generator.device)
+        return images * 0.5
+
+    (xb, _), = DeviceBatches(x, torch.zeros(4, dtype=torch.long), 8, augment=augment, mean=0.25, std=0.5)
+    assert torch.allclose(xb, torch.full_like(xb, 0.5)) and seen == [torch.device("cpu")]
+
+
+def test_device_batches_reject_bad_input():
+    with pytest.raises(ValueError, match="N == len"):
+        DeviceBatches(torch.zeros(0, 1, 2, 2), torch.zeros(0), 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        DeviceBatches(torch.zeros(2, 1, 2, 2), torch.zeros(2), 0)
