@@ -29,9 +29,9 @@ SETTINGS = {
     },
     # 02_elastic_distortions
     "elastic": {
-        "smoke": dict(n_train=500, n_test=500, epochs=1, batch_size=128, repeats=1),
-        "default": dict(n_train=2000, n_test=10000, epochs=30, batch_size=128, repeats=1),
-        "full": dict(n_train=60000, n_test=10000, epochs=40, batch_size=256, repeats=1),
+        "smoke": dict(n_train=500, n_test=500, n_monitor=200, epochs=2, batch_size=128, repeats=1),
+        "default": dict(n_train=2000, n_test=10000, n_monitor=2000, epochs=30, batch_size=128, repeats=2),
+        "full": dict(n_train=60000, n_test=10000, n_monitor=2000, epochs=40, batch_size=256, repeats=1),
     },
 }
 

@@ -22,9 +22,8 @@ def record(name, value):
 
         if get_ipython() is not None:
             display({MIME: {"name": name, "value": value}, "text/plain": text}, raw=True)
-            return value
+            return
     print(text)
-    return value
 
 
 def read_records(notebook):

@@ -122,6 +122,7 @@ def fit(model, train_batches, val_batches=None, *, epochs, lr, optimizer="sgd", 
         device=None, progress=None, verbose=True, check_every=None):
     """Train ``model`` for ``epochs`` over ``train_batches``; return a ``History``.
 
+    ``verbose``: print a line every epoch (True), every ``verbose``-th epoch (an int) or never.
     ``check_every`` steps the loss is checked for NaN/Inf (default: every step
     on CPU, every 25 on CUDA, where a check costs a device sync); a bad loss
     raises ``TrainingDiverged`` naming the step and the learning rate.
@@ -173,7 +174,7 @@ def fit(model, train_batches, val_batches=None, *, epochs, lr, optimizer="sgd", 
         seconds = time.perf_counter() - start
         row.update(lr=lrs[-1], seconds=seconds, images_per_second=seen / seconds)
         history.append(row)
-        if verbose:
+        if verbose and (epoch % int(verbose) == 0 or epoch == epochs):
             val_text = f", val loss {row['val_loss']:.4f}, val error {100 * row['val_error']:.2f}%" if val_batches is not None else ""
             print(f"epoch {epoch:>3}/{epochs}: train loss {row['train_loss']:.4f}, "
                   f"train error {100 * row['train_error']:.2f}%{val_text}, lr {row['lr']:.3g}, {seconds:.1f}s")

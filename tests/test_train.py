@@ -37,6 +37,13 @@ def test_fit_learns_and_reports_every_epoch(digits):
     assert "val_error" in history.table()
 
 
+def test_verbose_every_n_epochs(digits, capsys):
+    x, y, _, _ = digits
+    fit(tiny_net(), DeviceBatches(x[:64], y[:64], 32), epochs=5, lr=0.01, device="cpu", progress=False, verbose=2)
+    printed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert printed == ["epoch   2/5", "epoch   4/5", "epoch   5/5"]
+
+
 def test_cpu_run_repeats_bitwise_for_a_seed(digits):
     a, ha = run(digits, 7)
     b, hb = run(digits, 7)

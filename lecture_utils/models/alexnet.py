@@ -1,0 +1,168 @@
+"""AlexNet (Krizhevsky et al. 2012) with Zeiler & Fergus-style layer removal.
+
+Zeiler & Fergus (2013, Table 3) asked how much each layer matters by removing
+it and retraining: dropping the hidden fully connected layers 6-7 (most of the
+parameters) or the middle conv layers 3-4 each costs only a little, but
+dropping all four hurts a lot: the overall *depth* matters more than any one
+layer or the parameter count. ``remove`` reproduces that ablation with the
+paper's numbers: 1-5 for the conv layers, 6-7 for the hidden fully connected
+layers (layer 8, the classifier, always stays).
+
+``alexnet`` follows torchvision's single-GPU variant (61,100,840 parameters at
+1000 classes); ``cifar_alexnet`` keeps the same 5-conv + 2-FC structure at a
+size that trains on a CPU in minutes.
+"""
+
+from collections import OrderedDict
+from numbers import Integral
+from typing import Iterable, NamedTuple, Sequence, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["AlexNet", "alexnet", "cifar_alexnet", "IMAGENET_CONVS", "CIFAR_CONVS"]
+
+
+class ConvSpec(NamedTuple):
+    """One conv layer of the paper: its shape and whether a max-pool follows it."""
+
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int
+    pool_after: bool
+
+
+# torchvision's AlexNet ("One weird trick", Krizhevsky 2014): 64-192-384-256-256
+# maps, an 11x11 stride-4 first layer and max-pooling after conv1, conv2, conv5.
+IMAGENET_CONVS = (
+    ConvSpec(64, 11, 4, 2, True),
+    ConvSpec(192, 5, 1, 2, True),
+    ConvSpec(384, 3, 1, 1, False),
+    ConvSpec(256, 3, 1, 1, False),
+    ConvSpec(256, 3, 1, 1, True),
+)
+
+# CIFAR (32x32): same widths and pooling positions, but every conv is 3x3 /
+# stride 1 (a 32x32 image has no room for an 11x11 stride-4 stem), and 2x2
+# pools take the maps 32 -> 16 -> 8 -> 4.
+CIFAR_CONVS = (
+    ConvSpec(64, 3, 1, 1, True),
+    ConvSpec(192, 3, 1, 1, True),
+    ConvSpec(384, 3, 1, 1, False),
+    ConvSpec(256, 3, 1, 1, False),
+    ConvSpec(256, 3, 1, 1, True),
+)
+
+_CONV_LAYERS = (1, 2, 3, 4, 5)
+_HIDDEN_FC_LAYERS = (6, 7)
+
+
+def _validate_remove(remove: Iterable[int]) -> Tuple[int, ...]:
+    """Check ``remove`` against the paper's layer numbering; return it sorted, without repeats."""
+    if isinstance(remove, (Integral, str)):
+        raise ValueError(
+            f"remove must be a collection of layer numbers (1-5 conv, 6-7 hidden FC) "
+            f"such as (3, 4) or (7,), got {remove!r}"
+        )
+    layers = tuple(remove)
+    bad = [n for n in layers if isinstance(n, bool) or not isinstance(n, Integral) or not 1 <= n <= 7]
+    if bad:
+        raise ValueError(
+            f"remove may contain only layer numbers 1-5 (conv layers) and 6-7 (hidden fully "
+            f"connected layers), numbered as in Zeiler & Fergus 2013 Table 3; the final "
+            f"classifier (layer 8) cannot be removed. Invalid entries: {bad}"
+        )
+    if set(_CONV_LAYERS) <= set(layers):
+        raise ValueError(
+            "remove cannot drop all five conv layers (1-5): at least one must remain, "
+            f"got remove={layers}"
+        )
+    return tuple(sorted(set(int(n) for n in layers)))
+
+
+class AlexNet(nn.Module):
+    """Five conv layers and three fully connected ones, minus the paper layers in ``remove``.
+
+    Removing conv layer k drops its conv + ReLU but keeps its max-pool, so the
+    feature maps keep their size and the next conv simply takes conv k-1's
+    channels. Removing FC6 (or FC7) makes the next FC layer take its input.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        remove: Iterable[int] = (),
+        convs: Sequence[ConvSpec] = IMAGENET_CONVS,
+        pool_kernel: int = 3,
+        pool_stride: int = 2,
+        pooled_size: int = 6,
+        hidden: int = 4096,
+        dropout: float = 0.5,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(convs) != len(_CONV_LAYERS):
+            raise ValueError(f"convs must describe exactly 5 conv layers, got {len(convs)}")
+        self.removed = _validate_remove(remove)
+
+        # Conv layers 1-5. Krizhevsky's pools overlap (3x3 window, stride 2).
+        features = OrderedDict()
+        channels = in_channels
+        for number, spec in zip(_CONV_LAYERS, convs):
+            if number not in self.removed:
+                features[f"conv{number}"] = nn.Conv2d(
+                    channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding
+                )
+                features[f"relu{number}"] = nn.ReLU(inplace=True)
+                channels = spec.out_channels  # the next conv is rewired to these channels
+            if spec.pool_after:
+                features[f"pool{number}"] = nn.MaxPool2d(pool_kernel, pool_stride)
+        self.features = nn.Sequential(features)
+        # Fixes the size of the flattened features for any input size (torchvision does the same).
+        self.avgpool = nn.AdaptiveAvgPool2d((pooled_size, pooled_size))
+        self.flatten = nn.Flatten(1)
+
+        # FC6 and FC7 hold most of the parameters; dropout on their inputs is
+        # the paper's main defence against overfitting them.
+        classifier = OrderedDict()
+        width = channels * pooled_size * pooled_size
+        for number in _HIDDEN_FC_LAYERS:
+            if number not in self.removed:
+                classifier[f"drop{number}"] = nn.Dropout(dropout)
+                classifier[f"fc{number}"] = nn.Linear(width, hidden)
+                classifier[f"relu{number}"] = nn.ReLU(inplace=True)
+                width = hidden
+        classifier["fc8"] = nn.Linear(width, num_classes)
+        self.classifier = nn.Sequential(classifier)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+
+def alexnet(num_classes: int = 1000, remove: Iterable[int] = ()) -> AlexNet:
+    """torchvision's AlexNet for 224x224 images; ``remove`` drops paper layers 1-7."""
+    return AlexNet(num_classes=num_classes, remove=remove)
+
+
+def cifar_alexnet(
+    num_classes: int = 10, remove: Iterable[int] = (), width: float = 0.5, hidden: int = 512
+) -> AlexNet:
+    """AlexNet for 32x32 images: 3x3 convs, 2x2 pools to 4x4, channels scaled by ``width``.
+
+    The default (width 0.5: 32-96-192-128-128 maps, FC 512, 1.88M parameters)
+    trains at a few hundred images/s on two CPU cores; ``width=1.0, hidden=1024``
+    gives AlexNet's full 64-192-384-256-256 maps (7.5M parameters, ~3.5x slower).
+    """
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width!r}")
+    convs = [spec._replace(out_channels=max(1, round(spec.out_channels * width))) for spec in CIFAR_CONVS]
+    return AlexNet(
+        num_classes=num_classes,
+        remove=remove,
+        convs=convs,
+        pool_kernel=2,
+        pool_stride=2,
+        pooled_size=4,
+        hidden=hidden,
+    )
