@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 ROOT_ENV = "LECTURE_DATA_DIR"
 STRICT_ENV = "LECTURE_STRICT_DATA"
+OFFLINE_ENV = "LECTURE_OFFLINE"
 DATASETS = ("mnist", "cifar10", "digits")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
@@ -153,13 +154,22 @@ def _digits(train):
     return x[keep], y[keep]
 
 
-def load_dataset(name, train=True, root=None, *, download=True, verbose=True):
+def _download_allowed(download):
+    """``download`` if given, else True unless ``$LECTURE_OFFLINE=1`` (never touch the network)."""
+    if download is None:
+        return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("1", "true", "yes")
+    return bool(download)
+
+
+def load_dataset(name, train=True, root=None, *, download=None, verbose=True):
     """Images as uint8 (N, C, H, W) and labels as int64 (N,) for ``"mnist"``, ``"cifar10"`` or ``"digits"``.
 
     Sources, in order: torchvision's own files under the data root (checksums
     verified, never overwritten), an ImageFolder mirror ``<root>/<name>/{train,test}/<class>/*``,
-    then torchvision's download. Raises ``DataUnavailable`` when none works.
+    then torchvision's download (unless ``download=False`` or ``$LECTURE_OFFLINE=1``).
+    Raises ``DataUnavailable`` when none works.
     """
+    download = _download_allowed(download)
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}: known are {', '.join(DATASETS)}")
     split = "train" if train else "test"
@@ -228,7 +238,7 @@ def fallback_banner(wanted, reason):
     return text
 
 
-def load_data(name, root=None, *, strict=None, download=True, verbose=True):
+def load_data(name, root=None, *, strict=None, download=None, verbose=True):
     """Train and test splits of ``name``; if it cannot be had, the embedded digits with a banner.
 
     With ``strict=True`` (or ``$LECTURE_STRICT_DATA=1``, as in CI) a missing

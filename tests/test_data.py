@@ -78,6 +78,15 @@ def test_no_download_means_no_network(tmp_path, monkeypatch):
         load_dataset("mnist", root=tmp_path, download=False)
 
 
+def test_offline_env_var_turns_downloads_off(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as mnist
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setenv("LECTURE_OFFLINE", "1")
+    with pytest.raises(DataUnavailable, match="downloading is off"):
+        load_dataset("mnist", root=tmp_path)
+
+
 def test_corrupted_file_is_reported_and_left_alone(tmp_path, offline):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
