@@ -30,7 +30,7 @@ def elastic_explorer(images, alpha=34.0, sigma=4.0, seed=0, index=0):
     import ipywidgets as widgets
     from IPython.display import Image, display
 
-    style = {"description_width": "60px"}
+    style = {"description_width": "80px"}
     layout = widgets.Layout(width="420px")
     controls = {
         "alpha": widgets.FloatSlider(value=alpha, min=0.0, max=80.0, step=2.0, description="alpha (px)",
