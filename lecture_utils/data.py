@@ -7,6 +7,7 @@ notebooks). It is the same code on CPU and GPU.
 """
 
 import hashlib
+import math
 import os
 import socket
 import sys
@@ -20,6 +21,12 @@ ROOT_ENV = "LECTURE_DATA_DIR"
 STRICT_ENV = "LECTURE_STRICT_DATA"
 OFFLINE_ENV = "LECTURE_OFFLINE"
 DATASETS = ("mnist", "cifar10", "digits")
+SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000), "digits": (1437, 360)}  # (train, test) images
+PROBE_SECONDS = 3  # how long to wait for a download server before calling it unreachable
+_MNIST_FILES = {  # split -> (IDX file, shape) for images and labels
+    "train": (("train-images-idx3-ubyte", (60000, 28, 28)), ("train-labels-idx1-ubyte", (60000,))),
+    "test": (("t10k-images-idx3-ubyte", (10000, 28, 28)), ("t10k-labels-idx1-ubyte", (10000,))),
+}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 _HOW_TO_GET = {
@@ -35,7 +42,7 @@ class DataUnavailable(RuntimeError):
 
 
 class DataCorrupted(RuntimeError):
-    """A data file on disk does not match its published checksum."""
+    """A data file on disk does not match its published checksum, or is truncated; it is left as it is."""
 
 
 def data_root(root=None):
@@ -71,29 +78,73 @@ def _md5(path):
 
 def _verify(path, md5):
     """Raise DataCorrupted if ``path`` exists with the wrong checksum (torchvision would download over it)."""
-    if path.is_file() and _md5(path) != md5:
+    actual = _md5(path) if path.is_file() else md5
+    if actual != md5:
         raise DataCorrupted(
-            f"{path} is damaged: its MD5 is {_md5(path)}, the published file's is {md5}. "
+            f"{path} is damaged: its MD5 is {actual}, the published file's is {md5}. "
             "It was left as it is; delete or replace it yourself."
         )
 
 
-def _torchvision_files(name, root):
-    """The torchvision files of ``name`` found under ``root`` (empty if none), checksums verified."""
-    from torchvision.datasets import CIFAR10, MNIST
+def _mnist_local(root, split):
+    """MNIST's images and labels of ``split`` read straight from ``<root>/MNIST/raw`` (never written to).
 
-    if name == "mnist":
-        raw = root / "MNIST" / "raw"
-        found = []
-        for filename, md5 in MNIST.resources:
-            gz = raw / filename
-            _verify(gz, md5)
-            if gz.is_file() or (raw / filename[:-3]).is_file():
-                found.append(gz)
-        return found
-    tgz = root / CIFAR10.filename
-    _verify(tgz, CIFAR10.tgz_md5)
-    return [p for p in (tgz, root / CIFAR10.base_folder) if p.exists()]
+    Each file is read from its ``.gz`` (checksum verified) or, without it, from
+    the extracted IDX file; a missing one gives ``None``.
+    """
+    from torchvision.datasets import MNIST
+
+    raw, md5s = root / "MNIST" / "raw", dict(MNIST.resources)
+    arrays = []
+    for filename, shape in _MNIST_FILES[split]:
+        gz, plain = raw / (filename + ".gz"), raw / filename
+        _verify(gz, md5s[gz.name])
+        path = gz if gz.is_file() else plain if plain.is_file() else None
+        if path is None:
+            return None
+        arrays.append(_read_idx(path, shape, md5s[gz.name]))
+    images, labels = arrays
+    return images.unsqueeze(1).contiguous(), labels.long()
+
+
+def _read_idx(path, shape, gz_md5):
+    """The uint8 tensor of ``shape`` in the IDX file ``path``; DataCorrupted (file left alone) if it is not that."""
+    import gzip
+    import zlib
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except PermissionError:
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # gzip's BadGzipFile is an OSError
+        raise DataCorrupted(f"{path} cannot be read ({err}); it was left as it is.") from None
+    header = 4 + 4 * len(shape)
+    expected = bytes([0, 0, 8, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+    if len(data) != header + math.prod(shape) or data[:header] != expected:
+        name = path.name if path.suffix == ".gz" else path.name + ".gz"
+        raise DataCorrupted(
+            f"{path} is truncated or damaged: {len(data):,} bytes where an MNIST IDX file of shape {shape} has "
+            f"{header + math.prod(shape):,}. It was left as it is; replace it with a fresh copy of {name} "
+            f"(published MD5 {gz_md5}), or delete it to download again."
+        )
+    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(shape)
+
+
+def _cifar_local(root, train):
+    """CIFAR-10's ``split`` from an extracted ``cifar-10-batches-py`` (every file checksum-verified), else ``None``."""
+    from torchvision.datasets import CIFAR10
+
+    _verify(root / CIFAR10.filename, CIFAR10.tgz_md5)  # torchvision would download over a damaged archive
+    folder = root / CIFAR10.base_folder
+    files = (CIFAR10.train_list if train else CIFAR10.test_list) + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    for filename, md5 in files:
+        _verify(folder / filename, md5)
+    if not all((folder / filename).is_file() for filename, _ in files):
+        return None
+    ds = CIFAR10(root, train=train, download=False)  # reads only checksum-verified pickles
+    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
 
 
 def _mirror_dir(name, root, split):
@@ -101,19 +152,99 @@ def _mirror_dir(name, root, split):
     return folder if folder.is_dir() and any(folder.iterdir()) else None
 
 
-def _from_torchvision(name, root, train, download):
+def _writable_ancestor(folder):
+    """``(ancestor, writable)``: the nearest existing folder at or above ``folder``, and whether we may write there."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder, os.access(folder, os.W_OK)
+
+
+def _urls(name):
     from torchvision.datasets import CIFAR10, MNIST
 
+    return list(MNIST.mirrors) if name == "mnist" else [CIFAR10.url]
+
+
+def _reachable(urls, timeout=PROBE_SECONDS):
+    """Whether a TCP connection to one of the hosts of ``urls`` (or to the configured proxy) opens in ``timeout`` s."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies
+
+    proxies = getproxies()
+    for url in urls:
+        parts = urlsplit(proxies.get(urlsplit(url).scheme) or url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _download(name, root, train, download):
+    """Fetch ``name`` with torchvision into ``root``; DataUnavailable, quickly, when it cannot be done from here."""
+    from torchvision.datasets import CIFAR10
+
+    split = "train" if train else "test"
+    how = _HOW_TO_GET[name].format(root=root)
+    local_archive = name == "cifar10" and (root / CIFAR10.filename).is_file()  # only needs extracting
+    target = root / "MNIST" / "raw" if name == "mnist" else root
+    ancestor, writable = _writable_ancestor(target)
+    if not local_archive and not download:
+        raise DataUnavailable(f"{name} ({split}) is not available under {root} (not on disk and downloading is off). "
+                              f"To get it: {how}.")
+    if not writable:
+        what = (f"extract {CIFAR10.filename} into {root / CIFAR10.base_folder}" if local_archive
+                else f"download it into {target}")
+        raise DataUnavailable(f"{name} ({split}) is not ready under {root}: it would {what}, but {ancestor} is not "
+                              f"writable (a read-only mirror?). Set ${ROOT_ENV} to a writable folder and copy the "
+                              f"files there, or get it yourself: {how}.")
+    if not local_archive and not _reachable(_urls(name)):
+        hosts = ", ".join(sorted({u.split("/")[2] for u in _urls(name)}))
+        raise DataUnavailable(f"{name} ({split}) is not available under {root}, and the download servers ({hosts}) "
+                              f"cannot be reached within {PROBE_SECONDS} s (offline?). To get it: {how}.")
     timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)  # torchvision's download has none: fail in seconds, not minutes
+    socket.setdefaulttimeout(30)  # torchvision's download has none: a stalled transfer fails in seconds, not hours
     try:
         if name == "mnist":
-            ds = MNIST(root, train=train, download=download)
-            return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
-        ds = CIFAR10(root, train=train, download=download)
+            _download_mnist(target, split)
+            return _mnist_local(root, split)
+        ds = CIFAR10(root, train=train, download=True)
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+    except (RuntimeError, OSError) as err:
+        if isinstance(err, (DataCorrupted, DataUnavailable)):
+            raise
+        raise DataUnavailable(f"{name} ({split}) is not available under {root} (download failed: {err}). "
+                              f"To get it: {how}.") from None
     finally:
         socket.setdefaulttimeout(timeout)
+
+
+def _download_mnist(raw, split):
+    """Download the missing ``.gz`` files of ``split`` into ``raw``, each via a ``.part`` file renamed once verified."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import download_url
+
+    md5s = dict(MNIST.resources)
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, _ in _MNIST_FILES[split]:
+        gz = raw / (filename + ".gz")
+        if gz.is_file() or (raw / filename).is_file():
+            continue
+        errors = []
+        for mirror in MNIST.mirrors:
+            part = gz.with_name(gz.name + ".part")
+            try:
+                download_url(mirror + gz.name, str(raw), part.name, md5s[gz.name])
+                os.replace(part, gz)
+                break
+            except (OSError, RuntimeError) as err:
+                part.unlink(missing_ok=True)
+                errors.append(f"{mirror}: {err}")
+        else:
+            raise OSError("; ".join(errors))
 
 
 def _from_mirror(folder, channels):
@@ -165,9 +296,11 @@ def load_dataset(name, train=True, root=None, *, download=None, verbose=True):
     """Images as uint8 (N, C, H, W) and labels as int64 (N,) for ``"mnist"``, ``"cifar10"`` or ``"digits"``.
 
     Sources, in order: torchvision's own files under the data root (checksums
-    verified, never overwritten), an ImageFolder mirror ``<root>/<name>/{train,test}/<class>/*``,
-    then torchvision's download (unless ``download=False`` or ``$LECTURE_OFFLINE=1``).
-    Raises ``DataUnavailable`` when none works.
+    verified, read without writing anything, never overwritten), an ImageFolder
+    mirror ``<root>/<name>/{train,test}/<class>/*``, then torchvision's download
+    (unless ``download=False`` or ``$LECTURE_OFFLINE=1``; it needs a writable
+    root, and gives up in seconds when the servers cannot be reached). Raises
+    ``DataUnavailable`` when none works, ``DataCorrupted`` for a damaged file.
     """
     download = _download_allowed(download)
     if name not in DATASETS:
@@ -178,22 +311,16 @@ def load_dataset(name, train=True, root=None, *, download=None, verbose=True):
         source = "scikit-learn's bundled digits (8x8, resized to 28x28)"
     else:
         root = data_root(root)
+        local = _mnist_local(root, split) if name == "mnist" else _cifar_local(root, train)
         mirror = _mirror_dir(name, root, split)
-        found = _torchvision_files(name, root)
-        if found or mirror is None:
-            source = f"torchvision {name} files in {root}"
-            try:
-                # With the files on disk torchvision only extracts them (no network).
-                x, y = _from_torchvision(name, root, train, download or bool(found))
-            except (RuntimeError, OSError) as err:
-                if isinstance(err, DataCorrupted):
-                    raise
-                how = _HOW_TO_GET[name].format(root=root)
-                reason = "not on disk and downloading is off" if not download else f"download failed: {err}"
-                raise DataUnavailable(f"{name} ({split}) is not available under {root} ({reason}). To get it: {how}.") from None
-        else:
+        if local is not None:
+            (x, y), source = local, f"torchvision {name} files in {root}"
+        elif mirror is not None:
             x, y = _from_mirror(mirror, channels=1 if name == "mnist" else 3)
             source = f"ImageFolder mirror {mirror}"
+        else:
+            x, y = _download(name, root, train, download)
+            source = f"torchvision {name} files in {root}"
     if verbose:
         print(f"{name} {split}: {len(y):,} images {tuple(x.shape[1:])} from {source}")
     return x, y

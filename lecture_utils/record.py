@@ -30,7 +30,10 @@ def read_records(notebook):
     """The ``{name: value}`` recorded in an executed notebook (a path or a parsed nbformat dict)."""
     if not isinstance(notebook, dict):
         with open(notebook, encoding="utf-8") as f:
-            notebook = json.load(f)
+            try:
+                notebook = json.load(f)
+            except ValueError as err:
+                raise ValueError(f"{notebook} is not a readable notebook (JSON): {err}") from None
     found = {}
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):

@@ -1,4 +1,5 @@
 import os
+import socket
 from urllib.error import URLError
 
 import pytest
@@ -19,8 +20,12 @@ def offline(monkeypatch):
     def refuse(url, *args, **kwargs):
         raise URLError("offline (test)")
 
+    def no_connection(*args, **kwargs):
+        raise OSError("offline (test)")
+
     monkeypatch.setattr(mnist, "download_and_extract_archive", refuse)
     monkeypatch.setattr(cifar, "download_and_extract_archive", refuse)
+    monkeypatch.setattr(socket, "create_connection", no_connection)
 
 
 def test_digits_are_real_28x28_uint8_with_a_fixed_split():
@@ -174,3 +179,27 @@ def test_device_batches_reject_bad_input():
         DeviceBatches(torch.zeros(0, 1, 2, 2), torch.zeros(0), 4)
     with pytest.raises(ValueError, match="batch_size"):
         DeviceBatches(torch.zeros(2, 1, 2, 2), torch.zeros(2), 0)
+
+
+def test_damaged_cifar_files_are_reported_with_their_checksum(tmp_path, offline):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not the archive")
+    with pytest.raises(DataCorrupted, match="c58f30108f718f92721af3b95e74349a"):
+        load_dataset("cifar10", root=tmp_path)
+    (tmp_path / "cifar-10-python.tar.gz").unlink()
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    (batches / "test_batch").write_bytes(b"not a batch")
+    with pytest.raises(DataCorrupted, match=r"test_batch is damaged: .*40351d587109b95175f43aff81a1287e"):
+        load_dataset("cifar10", train=False, root=tmp_path)
+    assert (batches / "test_batch").read_bytes() == b"not a batch"
+
+
+def test_mnist_reads_the_gz_files_without_extracting(tmp_path):
+    _real("mnist")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (raw / name).write_bytes((data_root() / "MNIST" / "raw" / name).read_bytes())
+    x, y = load_dataset("mnist", train=False, root=tmp_path, download=False, verbose=False)
+    assert x.shape == (10000, 1, 28, 28) and y[:4].tolist() == [7, 2, 1, 0]
+    assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]

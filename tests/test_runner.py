@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,79 @@ def test_record_outside_a_kernel_prints_and_checks(capsys):
         record("error", float("nan"))
     with pytest.raises(ValueError, match="non-empty string"):
         record("", 1)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lecture_utils", "run", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def summary_of(out):
+    return {r["notebook"]: r for r in json.loads((out / "summary.json").read_text())}
+
+
+def test_bad_parameter_stops_the_notebook_in_its_first_cells(tmp_path):
+    proc = run_cli(HERE / "notebooks" / "demo.ipynb", "--profile", "smoke", "--out", tmp_path, "-p", "EPOCHS", "-1")
+    assert proc.returncode == 1
+    demo = summary_of(tmp_path)["demo"]
+    assert demo["status"] == "failed" and (tmp_path / "demo.ipynb").is_file()
+    assert demo["error"] == ("cell 3 (In [3]): ValueError: parameter EPOCHS=-1 is out of range: "
+                             "allowed is an int > 0 (or None for the smoke profile's 1)")
+
+
+def test_a_notebook_past_its_time_limit_is_stopped_marked_and_kept(tmp_path):
+    pid_file = tmp_path / "kernel.pid"
+    out = tmp_path / "runs"
+    proc = run_cli(HERE / "notebooks" / "faults" / "sleeper.ipynb", "--profile", "smoke", "--out", out,
+                   "--timeout", "10", "-p", "SLEEP", "600", "-p", "PID_FILE", pid_file)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    sleeper = summary_of(out)["sleeper"]
+    assert sleeper["status"] == "timed out" and sleeper["error"] == "after 10 s in cell 4"
+    assert 10 <= sleeper["seconds"] < 30
+    assert "| sleeper | timed out: after 10 s in cell 4 |" in (out / "summary.md").read_text()
+    assert "TIMED OUT: sleeper: after 10 s in cell 4" in proc.stderr
+    kept = json.loads((out / "sleeper.ipynb").read_text())
+    assert "**Timed out** after 10 s in cell 4" in "".join(kept["cells"][0]["source"])
+    assert "started" in json.dumps(kept["cells"][4]["outputs"])  # what ran before the limit is kept
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # the kernel notices its parent is gone within about a second
+        if not _alive(pid):
+            break
+        time.sleep(0.2)
+    assert not _alive(pid), f"kernel {pid} still running"
+
+
+def test_the_runner_keeps_going_after_a_failure_unless_told_to_stop(tmp_path, monkeypatch):
+    from lecture_utils import runner
+
+    ran = []
+
+    def fake_run(nb, profile, out_dir, parameters, timeout):
+        ran.append(nb.stem)
+        status = {"failing": "failed", "sleeper": "timed out"}.get(nb.stem, "ok")
+        return runner.Result(nb.stem, status, 0.1, str(out_dir / nb.name), "" if status == "ok" else "planted")
+
+    monkeypatch.setattr(runner, "run_notebook", fake_run)
+    notebooks = [HERE / "notebooks" / "failing.ipynb", HERE / "notebooks" / "faults" / "sleeper.ipynb",
+                 HERE / "notebooks" / "demo.ipynb"]
+    results = runner.run_all(notebooks, "smoke", tmp_path)
+    assert ran == ["failing", "sleeper", "demo"] and [r.status for r in results] == ["failed", "timed out", "ok"]
+    assert list(summary_of(tmp_path)) == ["failing", "sleeper", "demo"]
+    ran.clear()
+    assert [r.notebook for r in runner.run_all(notebooks, "smoke", tmp_path, stop_on_error=True)] == ["failing"]
+
+
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.is_file() and "zombie" in status.read_text())
+
+
+def test_progress_variable_matches_train():
+    from lecture_utils import runner, train
+
+    assert runner.PROGRESS_ENV == train.PROGRESS_ENV

@@ -1,0 +1,181 @@
+"""Checkpoints of a ``fit`` run: written atomically, read without unpickling arbitrary objects.
+
+A checkpoint is a dict of tensors and plain Python: the model's and the
+optimizer's state dicts, every RNG state (torch, CUDA, Python, NumPy and the
+batch iterators' generators), the history, the epoch and global step, and a
+fingerprint of the run's settings. It is saved with ``torch.save`` to a
+temporary file beside the target, then renamed over it, so a crash mid-write
+leaves the previous checkpoint whole; it is read with
+``torch.load(..., weights_only=True)``.
+"""
+
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "lecture_utils.fit/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: damaged, not written by ``fit``, or from a different run."""
+
+
+def save_atomic(state, path):
+    """``torch.save(state)`` to ``path`` through a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path, map_location="cpu"):
+    """The checkpoint dict at ``path``; ``CheckpointError`` (file left as it is) if it is not a ``fit`` checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError... for a bad file
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({type(err).__name__}: {first}): it is damaged, or was not "
+            "written by fit. It was left as it is; delete it or pass another checkpoint path to start over."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint written by fit (format {FORMAT!r}); it was left as it is.")
+    return state
+
+
+def check_same_run(state, fingerprint, path):
+    """Refuse to resume a checkpoint written with other settings, naming every difference."""
+    saved = state.get("fingerprint", {})
+    diffs = [f"{key} {saved.get(key)!r} there, {value!r} here" for key, value in fingerprint.items()
+             if saved.get(key) != value]
+    if diffs:
+        raise CheckpointError(
+            f"{path} was written by a different run ({'; '.join(diffs)}): resume with the settings it was "
+            "written with, or start over with another checkpoint path. The file was left as it is."
+        )
+
+
+def rng_state(generators):
+    """Every random state a run draws from: torch (CPU and CUDA), Python, NumPy and ``generators`` by name."""
+    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "generators": {name: g.get_state() for name, g in generators.items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state, generators):
+    """Restore what ``rng_state`` captured (the generators by name)."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, g in generators.items():
+        if name in state["generators"]:
+            g.set_state(state["generators"][name])
+
+
+class Checkpoints:
+    """When and where ``fit`` saves its state, and the resume at its start.
+
+    Checks everything it can before training starts: a resume source that is
+    missing, a checkpoint that would be overwritten, a folder that is not writable.
+    """
+
+    def __init__(self, path, resume, every, minutes, plan, generators):
+        self.path = None if path is None else Path(path)
+        self.every, self.minutes, self.plan, self.generators = every, minutes, plan, generators
+        self.saved_epoch, self.last_save = 0, time.monotonic()
+        self.source = self._source(resume)
+        if self.path is not None:
+            self._check_writable()
+
+    def _source(self, resume):
+        """The file to resume from, or None; refuses to overwrite a checkpoint that is not resumed."""
+        if resume is False or resume is None:
+            source = None
+        elif resume is True:
+            if self.path is None:
+                raise ValueError("resume=True needs checkpoint=PATH (the file to resume from and save to)")
+            source = self.path if self.path.exists() else None
+            if source is None:
+                print(f"no checkpoint at {self.path} yet: starting at epoch 1")
+        elif isinstance(resume, (str, os.PathLike)):
+            source = Path(resume)
+            if not source.is_file():
+                raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint file there")
+        else:
+            raise ValueError(f"resume must be False, True or a checkpoint path, got {resume!r}")
+        if self.path is not None and self.path.exists() and (source is None or not self.path.samefile(source)):
+            raise FileExistsError(
+                f"checkpoint {self.path} already exists: pass resume=True to continue that run, or choose another "
+                "path (or delete it) to start over. It was left as it is."
+            )
+        return source
+
+    def _check_writable(self):
+        """Fail now, not after an epoch of training, if the checkpoint cannot be written."""
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"cannot write checkpoint {self.path}: {folder} is not writable; pass a path "
+                                  "in a writable folder")
+
+    def restore(self, model, opt):
+        """Load the resume source into ``model``, ``opt`` and the RNGs; return (history rows, global step)."""
+        if self.source is None:
+            return [], 0
+        state = load(self.source)
+        check_same_run(state, self.plan, self.source)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"{self.source} holds a different model or optimizer: {str(err).splitlines()[0]}. "
+                "The file was left as it is."
+            ) from None
+        set_rng_state(state["rng"], self.generators)
+        history = [dict(row) for row in state["history"]]
+        self.saved_epoch = len(history)
+        print(f"resumed from {self.source}: {len(history)} of {self.plan['epochs']} epochs done")
+        return history, state["step"]
+
+    def after_epoch(self, model, opt, history, step, last):
+        """Save if this epoch is due (every ``every`` epochs, ``minutes`` since the last save, or the last one)."""
+        if self.path is None:
+            return
+        due = last or (self.every is not None and len(history) % self.every == 0)
+        due = due or (self.minutes is not None and time.monotonic() - self.last_save >= 60 * self.minutes)
+        if not due:
+            return
+        state = {"format": FORMAT, "fingerprint": self.plan, "epoch": len(history), "step": step,
+                 "history": [dict(row) for row in history], "model": model.state_dict(),
+                 "optimizer": opt.state_dict(), "rng": rng_state(self.generators)}
+        save_atomic(state, self.path)
+        self.saved_epoch, self.last_save = len(history), time.monotonic()

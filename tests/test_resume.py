@@ -1,0 +1,201 @@
+"""Checkpoints, resume and interrupts of ``fit``: a resumed CPU run ends bitwise as an uninterrupted one."""
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lecture_utils import checkpoint as ckpt_mod
+from lecture_utils.checkpoint import FORMAT, CheckpointError, save_atomic
+from lecture_utils.data import DeviceBatches, load_dataset
+from lecture_utils.train import TrainingInterrupted, fit
+
+STEPS = 4  # steps per epoch: 128 images in batches of 32
+
+
+def net():
+    """A tiny net with dropout, so the global torch RNG matters too."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Dropout(0.2),
+                         nn.Linear(4 * 49, 10))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_dataset("digits", verbose=False)
+    xt, yt = load_dataset("digits", train=False, verbose=False)
+    return x[:128], y[:128], xt[:64], yt[:64]
+
+
+class Planted:
+    """An augmentation that draws from the batches' generator, and at global step ``at`` does ``action``."""
+
+    def __init__(self, at=None, action="raise"):
+        self.at, self.action, self.step = at, action, 0
+
+    def __call__(self, x, generator):
+        self.step += 1
+        if self.step == self.at:
+            if self.action == "raise":
+                raise KeyboardInterrupt  # as Ctrl-C lands while the batch is made
+            os.kill(os.getpid(), signal.SIGINT)  # a real interrupt signal, mid-step
+        return (x + 0.05 * torch.rand(x.shape, generator=generator, device=x.device)).clamp_(0, 1)
+
+
+def train(digits, seed=0, epochs=3, augment=None, init_seed=None, **kwargs):
+    x, y, xt, yt = digits
+    torch.manual_seed(seed if init_seed is None else init_seed)
+    model = net()
+    batches = DeviceBatches(x, y, 32, shuffle=True, seed=seed, augment=augment or Planted())
+    history = fit(model, batches, DeviceBatches(xt, yt, 64), epochs=epochs, lr=0.05, device="cpu", progress=False,
+                  verbose=False, **kwargs)
+    return model, history
+
+
+def snapshot(path):
+    path = Path(path)
+    return path.read_bytes(), os.stat(path).st_mtime_ns
+
+
+def same_numbers(ha, hb):
+    keys = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr")
+    return [[h[k] for k in keys] for h in ha] == [[h[k] for k in keys] for h in hb]
+
+
+def test_interrupted_then_resumed_run_is_bitwise_the_uninterrupted_one(digits, tmp_path):
+    whole, whole_history = train(digits, checkpoint=tmp_path / "whole.pt")
+    path = tmp_path / "run.pt"
+    with pytest.raises(TrainingInterrupted) as info:
+        train(digits, checkpoint=path, augment=Planted(at=STEPS + 3))  # epoch 2, while making step 3
+    err = info.value
+    assert len(err.history) == 1 and err.history.interrupted and err.epoch == 2 and err.step == STEPS + 2
+    assert "epoch 2, step 2 of 4" in str(err) and "resume=True" in str(err) and "end of epoch 1" in str(err)
+    torch.manual_seed(12345)  # whatever happened since must not matter: every RNG comes from the checkpoint
+    resumed, history = train(digits, checkpoint=path, resume=True, init_seed=99)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert same_numbers(history, whole_history) and len(history) == 3
+
+
+def test_sigint_stops_at_the_end_of_the_step_and_keeps_the_weights(digits):
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match=r"epoch 1, step 3 of 4 \(global step 3\).*Checkpointing was off"):
+        train(digits, augment=Planted(at=3, action="signal"))
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    # The third step finished: the weights equal those of a run stopped by KeyboardInterrupt before step 4.
+    x, y, _, _ = digits
+    torch.manual_seed(0)
+    stopped_early = net()
+    with pytest.raises(TrainingInterrupted, match="step 3 of 4"):
+        fit(stopped_early, DeviceBatches(x, y, 32, shuffle=True, seed=0, augment=Planted(at=4)), epochs=3, lr=0.05,
+            device="cpu", progress=False, verbose=False)
+    torch.manual_seed(0)
+    by_signal = net()
+    with pytest.raises(TrainingInterrupted):
+        fit(by_signal, DeviceBatches(x, y, 32, shuffle=True, seed=0, augment=Planted(at=3, action="signal")),
+            epochs=3, lr=0.05, device="cpu", progress=False, verbose=False)
+    for a, b in zip(stopped_early.parameters(), by_signal.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_crash_while_saving_leaves_the_last_checkpoint_whole(digits, tmp_path, monkeypatch):
+    path = tmp_path / "run.pt"
+    train(digits, epochs=1, checkpoint=path)
+    good = snapshot(path)
+
+    def crash(state, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full (planted)")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic({"format": FORMAT}, path)
+    assert snapshot(path) == good
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind
+
+
+def test_an_existing_checkpoint_is_never_overwritten_without_resume(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"the user's file")
+    before = snapshot(path)
+    with pytest.raises(FileExistsError, match="already exists: pass resume=True"):
+        train(digits, epochs=1, checkpoint=path)
+    assert snapshot(path) == before
+
+
+def test_resume_refuses_a_checkpoint_of_a_different_run(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    train(digits, epochs=2, checkpoint=path, checkpoint_every=None)
+    before = snapshot(path)
+    with pytest.raises(CheckpointError, match=r"different run \(epochs 2 there, 3 here\).*left as it is"):
+        train(digits, epochs=3, checkpoint=path, resume=True)
+    assert snapshot(path) == before
+
+
+def test_a_damaged_checkpoint_is_reported_and_left_alone(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    train(digits, epochs=1, checkpoint=path)
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a crash without the atomic write
+    before = snapshot(path)
+    with pytest.raises(CheckpointError, match=r"cannot be read as a checkpoint .*damaged.*left as it is"):
+        train(digits, epochs=1, checkpoint=path, resume=True)
+    assert snapshot(path) == before
+
+
+class Evil:
+    """Unpickling this would create a file: weights_only loading must refuse it."""
+
+    marker = None
+
+    def __reduce__(self):
+        return (open, (str(Evil.marker), "w"))
+
+
+def test_loading_never_unpickles_arbitrary_objects(tmp_path):
+    Evil.marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="cannot be read as a checkpoint"):
+        ckpt_mod.load(path)
+    assert not Evil.marker.exists()
+
+
+def test_no_unsafe_loading_anywhere_in_the_package():
+    package = Path(ckpt_mod.__file__).parent
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(c?pickle|dill|joblib)\b", text, re.M), source
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (source, call)
+
+
+def test_resume_true_starts_fresh_without_a_file_and_a_finished_run_returns_at_once(digits, tmp_path, capsys):
+    path = tmp_path / "sub" / "run.pt"  # the folder is made
+    _, history = train(digits, epochs=2, checkpoint=path, resume=True)
+    assert "no checkpoint at" in capsys.readouterr().out and path.is_file()
+    model, again = train(digits, epochs=2, checkpoint=path, resume=True, init_seed=5)
+    assert "2 of 2 epochs done" in capsys.readouterr().out and same_numbers(again, history)
+    with pytest.raises(FileNotFoundError, match="no checkpoint file there"):
+        train(digits, epochs=2, resume=tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="resume=True needs checkpoint=PATH"):
+        train(digits, epochs=2, resume=True)
+
+
+def test_checkpoint_every_and_minutes(digits, tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(ckpt_mod, "save_atomic", lambda state, path: saved.append(state["epoch"]))
+    train(digits, epochs=3, checkpoint=tmp_path / "a.pt", checkpoint_every=2)
+    assert saved == [2, 3]  # every 2nd epoch, and the last
+    saved.clear()
+    train(digits, epochs=3, checkpoint=tmp_path / "b.pt", checkpoint_every=None, checkpoint_minutes=1e-9)
+    assert saved == [1, 2, 3]
+    saved.clear()
+    train(digits, epochs=3, checkpoint=tmp_path / "c.pt", checkpoint_every=None, checkpoint_minutes=60)
+    assert saved == [3]
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive int"):
+        train(digits, epochs=1, checkpoint=tmp_path / "d.pt", checkpoint_every=0)
+    with pytest.raises(ValueError, match="checkpoint_minutes must be a positive number"):
+        train(digits, epochs=1, checkpoint=tmp_path / "d.pt", checkpoint_minutes=-1)
