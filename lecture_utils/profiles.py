@@ -29,7 +29,7 @@ SETTINGS = {
     },
     # 01_invariance_and_augmentation
     "invariance": {
-        "smoke": dict(n_train=1000, n_test=500, epochs=1, batch_size=128, n_curve=5),
+        "smoke": dict(n_train=500, n_test=300, epochs=1, batch_size=128, n_curve=3),
         "default": dict(n_train=10000, n_test=5000, epochs=6, batch_size=128, n_curve=9),
         "full": dict(n_train=60000, n_test=10000, epochs=15, batch_size=256, n_curve=13),
     },
