@@ -5,7 +5,10 @@ Prints a markdown table: images/second (median over repeats, after warm-up)
 and the RMS displacement each implementation actually produces, measured by
 warping coordinate ramps, so that the rows are known to do comparable work.
 
-    python3 bench/bench_augment.py [--repeats 7] [--batch 256] [--quick]
+    python3 bench/bench_augment.py [--repeats 15] [--batch 256] [--quick] [--profile] [--rows TEXT]
+
+``--profile`` adds, per shape, where the time of one ``elastic_distort`` and one
+``random_affine`` call goes (torch.profiler, self CPU time per op).
 
 kornia, albumentations and scipy are optional (``pip install kornia
 albumentations scipy``); rows whose library is missing are skipped with a note.
@@ -16,6 +19,7 @@ import datetime
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -30,6 +34,17 @@ from lecture_utils import augment  # noqa: E402
 
 ALPHA, SIGMA = 34.0, 4.0  # Simard et al. 2003, MNIST: pixels
 DEGREES, TRANSLATE, SCALE, SHEAR = 15.0, 2.0, (0.9, 1.1), 10.0  # random affine: degrees, pixels, factor, degrees
+
+
+def cpu_name():
+    """The CPU model from /proc/cpuinfo, else platform's guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def optional(name):
@@ -112,7 +127,8 @@ def rows_for(shape, libs):
             return np.stack([scipy_ndimage.map_coordinates(image[..., c], coords, order=1, mode="constant")
                              for c in range(image.shape[2])], axis=-1).astype(np.float32)
 
-        rows.append(("elastic", "scipy gaussian_filter + map_coordinates, per image", numpy_per_image(scipy_elastic), ""))
+        rows.append(("elastic", "scipy gaussian_filter + map_coordinates, per image", numpy_per_image(scipy_elastic),
+                     ""))
     else:
         rows.append(("elastic", "scipy reference", None, "scipy not installed"))
 
@@ -136,15 +152,47 @@ def rows_for(shape, libs):
 
 
 def images_per_second(run, images, repeats):
-    """Median images/second of ``run(images)`` over ``repeats`` timed calls, after two warm-up calls."""
+    """(median images/second of ``run(images)`` over ``repeats`` timed calls after two warm-up calls,
+    (25th, 75th percentile) images/second, minor page faults per call)."""
     for _ in range(2):
         run(images)
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(repeats):
         start = time.perf_counter()
         run(images)
         times.append(time.perf_counter() - start)
-    return images.shape[0] / statistics.median(times)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
+    n = images.shape[0]
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return n / statistics.median(times), (n / quartiles[2], n / quartiles[0]), faults
+
+
+def profile_table(name, run, images, calls=50):
+    """Where the time of ``run(images)`` goes: torch.profiler's self CPU time per op, per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        run(images)
+    start = time.perf_counter()
+    for _ in range(calls):
+        run(images)
+    plain = (time.perf_counter() - start) / calls * 1e3
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            run(images)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) / calls / 1e3
+    print(f"### {name}: {plain:.3f} ms per call unprofiled; {total:.3f} ms of op self time per call under the "
+          f"profiler\n")
+    print("| op | calls per call | self CPU ms per call | share |")
+    print("|---|--:|--:|--:|")
+    for e in events:
+        ms = e.self_cpu_time_total / calls / 1e3
+        if ms < 0.005:
+            continue
+        print(f"| `{e.key}` | {e.count / calls:g} | {ms:.3f} | {ms / total:.0%} |")
+    print(flush=True)
 
 
 def rms_displacement(run, n, height, width, margin=0):
@@ -195,9 +243,12 @@ def analytic_rms(alpha, sigma, truncate=4.0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="timed calls per row (median reported)")
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per row (median reported)")
     parser.add_argument("--batch", type=int, default=256, help="images per batch")
     parser.add_argument("--quick", action="store_true", help="2 repeats, batch 64: a smoke run")
+    parser.add_argument("--profile", action="store_true", help="also print where the time of a call goes")
+    parser.add_argument("--rows", default="", help="only the rows whose implementation contains this text "
+                        "(e.g. lecture_utils, with --repeats 201 for a steadier median)")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.batch = 2, 64
@@ -215,10 +266,13 @@ def main():
     for name in ("kornia", "albumentations"):
         versions.append(f"{name} {libs[name].__version__}" if libs[name] else f"{name} not installed")
     versions.append(f"scipy {__import__('scipy').__version__}" if libs["scipy"] else "scipy not installed")
-    print(f"# Augmentation benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
-    print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+    print(f"# Augmentation benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    print(f"- machine: {cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, "
+          f"torch threads {torch.get_num_threads()}, "
           f"Python {platform.python_version()}")
     print(f"- {', '.join(versions)}")
+    print(f"- load average (1, 5, 15 min) at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"- command: `python3 {' '.join(sys.argv)}`")
     print(f"- batch {args.batch}, median of {args.repeats} timed calls after 2 warm-up calls, float32 CPU tensors")
     print(f"- elastic: alpha = {ALPHA:g} px, sigma = {SIGMA:g} px (Simard); analytic RMS displacement away "
           f"from the edges: {analytic_rms(ALPHA, SIGMA):.2f} px")
@@ -227,20 +281,31 @@ def main():
     for shape in [(args.batch, 1, 28, 28), (args.batch, 3, 32, 32)]:
         n, channels, height, width = shape
         print(f"## {n}x{channels}x{height}x{width}\n")
-        print("| transform | implementation | images/s | RMS displacement (px) | pixels used | note |")
-        print("|---|---|--:|--:|--:|---|")
+        print("| transform | implementation | images/s | middle half of calls (img/s) | page faults per call "
+              "| RMS displacement (px) | pixels used | note |")
+        print("|---|---|--:|--:|--:|--:|--:|---|")
         torch.manual_seed(0)
         images = torch.rand(shape)
         for kind, name, run, note in rows_for(shape, libs):
+            if args.rows not in name:
+                continue
             if run is None:
-                print(f"| {kind} | {name} | skipped | | | {note} |")
+                print(f"| {kind} | {name} | skipped | | | | | {note} |")
                 continue
             x = (images * 255).round().to(torch.uint8) if note == "uint8" else images
-            speed = images_per_second(run, x, args.repeats)
+            speed, (low, high), faults = images_per_second(run, x, args.repeats)
             rms, used = rms_displacement(run, n, height, width)
-            print(f"| {kind} | {name} | {speed:,.0f} | {rms:.3f} | {used:.0%} | {note} |", flush=True)
+            print(f"| {kind} | {name} | {speed:,.0f} | {low:,.0f}-{high:,.0f} | {faults:,.0f} | {rms:.3f} | "
+                  f"{used:.0%} | {note} |", flush=True)
         print()
-    conversion_check(libs, n=8 if args.quick else 32)
+        if args.profile:
+            generator = torch.Generator().manual_seed(0)
+            profile_table(f"`elastic_distort` at {n}x{channels}x{height}x{width}",
+                          lambda x: augment.elastic_distort(x, ALPHA, SIGMA, generator), images)
+            profile_table(f"`random_affine` at {n}x{channels}x{height}x{width}",
+                          lambda x: augment.random_affine(x, DEGREES, TRANSLATE, SCALE, SHEAR, generator), images)
+    if not args.rows:
+        conversion_check(libs, n=8 if args.quick else 32)
     print("RMS displacement: measured by warping coordinate ramps (x, y, 1) and reading back the source "
           "coordinates of output pixels whose source lies inside the image (the 'pixels used' column); it "
           "checks that the rows' parameters are matched. Edges differ by design: lecture_utils and the SciPy "

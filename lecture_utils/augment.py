@@ -26,6 +26,7 @@ References:
 import functools
 import inspect
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +179,40 @@ def gaussian_smooth(x, sigma, truncate=4.0):
 
 
 # ----------------------------------------------------------------------------
+# Scratch buffers for intermediate results.
+# ----------------------------------------------------------------------------
+
+_SCRATCH = threading.local()
+_SCRATCH_MAX_BYTES = 64 * 2**20
+
+
+def _scratch(name, shape, dtype, device, zeroed=False):
+    """An uninitialized tensor for an intermediate result, kept per thread between calls on the CPU.
+
+    Allocating and freeing megabyte-sized tensors on every call makes glibc hand
+    the memory back to the kernel and fault it in again, page by page (hundreds
+    of page faults, up to a third of an ``elastic_distort`` call at 256x1x28x28 on
+    a 2-core VM). Keeping the intermediates avoids that. Never returned to a caller. CPU only (CUDA's
+    allocator caches already), and at most 64 MB per thread in all: a larger
+    tensor is allocated afresh, and a new one that does not fit drops the
+    others. ``zeroed``: all zeros when first made; callers that write only part
+    of it (padding) rely on the rest staying zero.
+    """
+    device = torch.device("cpu" if device is None else device)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if device.type != "cpu" or nbytes > _SCRATCH_MAX_BYTES:
+        return (torch.zeros if zeroed else torch.empty)(shape, dtype=dtype, device=device)
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    key = (name, tuple(shape), dtype, zeroed)
+    tensor = buffers.get(key)
+    if tensor is None:
+        if nbytes + sum(t.nbytes for t in buffers.values()) > _SCRATCH_MAX_BYTES:
+            buffers.clear()
+        tensor = buffers[key] = (torch.zeros if zeroed else torch.empty)(shape, dtype=dtype)
+    return tensor
+
+
+# ----------------------------------------------------------------------------
 # Bilinear sampling with pixel-exact coordinates.
 # ----------------------------------------------------------------------------
 
@@ -189,7 +224,8 @@ def _padded(size):
     When S - 1 is a power of two, p * 2 / (S - 1) - 1 is an exact binary fraction
     and the round trip gives back exactly p: a zero displacement samples exactly
     the pixel, so warp with a zero field is exactly the identity. For any other
-    S, rounding leaves weights of ~1e-7 on the neighbours.
+    S, rounding leaves weights of ~1e-7 on the neighbours. The scale is a power of
+    two too, so multiplying a displacement by it is exact.
     """
     padded = 1 + 2 ** math.ceil(math.log2(size - 1))
     return padded, 2.0 / (padded - 1)
@@ -197,35 +233,68 @@ def _padded(size):
 
 @functools.lru_cache(maxsize=32)
 def _base_grid(height, width, device, dtype):
-    """Normalized (x, y) of every pixel center, shape (H, W, 2), for the padded image size."""
+    """Normalized x and y of every pixel center as a (2, H, W) tensor, for the padded image size."""
     _, scale_x = _padded(width)
     _, scale_y = _padded(height)
     x = torch.arange(width, dtype=torch.float64) * scale_x - 1
     y = torch.arange(height, dtype=torch.float64) * scale_y - 1
-    grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)
+    grid = torch.stack(torch.meshgrid(x, y, indexing="xy"))
     return grid.to(device=device, dtype=dtype)
 
 
-def _sample(images, grid):
-    """Bilinear samples of ``images`` at ``grid`` (N, H, W, 2), 0 outside the image.
+def _grid_bounds(height, width):
+    """Normalized (x, y) of the last pixel center; the first is (-1, -1)."""
+    return (width - 1) * _padded(width)[1] - 1, (height - 1) * _padded(height)[1] - 1
 
-    ``grid`` holds normalized (x, y) for the image zero-padded to ``_padded``
-    sizes; returns float in the work dtype (call ``_restore``).
+
+# Where the source point is outside, the sampling grid is pushed far outside: x - b
+# (x beyond the bound b) is at least one float step at b, which is at least 2^-m
+# times the one-pixel step (m = mantissa bits; the bounds lie in [step, 1] or at
+# -1), so 2^(m + 2) times it is more than a pixel. Clamping to +-_FAR_OUTSIDE
+# (over 3 pixel steps outside, for any size) keeps it finite. Both bilinear
+# neighbours then lie outside the image, in its zero padding or beyond, so
+# grid_sample reads exactly 0 there.
+_FAR_OUTSIDE = 8.0
+
+
+def _sample(images, grid):
+    """Bilinear samples of ``images`` at ``grid`` (N, 2, H, W), 0 outside the image.
+
+    ``grid`` holds normalized x (``grid[:, 0]``) and y for the image zero-padded
+    to ``_padded`` sizes; it is overwritten. Returns float in the work dtype
+    (call ``_restore``).
     """
     _, _, height, width = images.shape
-    padded_h, scale_y = _padded(height)
-    padded_w, scale_x = _padded(width)
-    x = F.pad(images, (0, padded_w - width, 0, padded_h - height))
-    x = x.to(_work_dtype(images.dtype))
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    padded_h, _ = _padded(height)
+    padded_w, _ = _padded(width)
     # grid_sample blends in zeros up to one pixel outside the image; like SciPy's
     # mode='constant', anything whose source is outside the pixel centers is 0.
-    gx, gy = grid[..., 0], grid[..., 1]
-    inside = gx >= -1
-    inside &= gx <= (width - 1) * scale_x - 1
-    inside &= gy >= -1
-    inside &= gy <= (height - 1) * scale_y - 1
-    return out.mul_(inside.unsqueeze(1))
+    # Pushing such a coordinate far outside does that inside grid_sample (one
+    # coordinate out is enough, whatever the other): g + K (g - clamp(g)) leaves
+    # an inside g exactly as it is. Three float passes over the grid, the same
+    # for any number of channels; cheaper than a mask of the output.
+    high_x, high_y = _grid_bounds(height, width)
+    inside = _scratch("inside", grid.shape, grid.dtype, grid.device)
+    if high_x == high_y:
+        torch.clamp(grid, -1.0, high_x, out=inside)
+    else:
+        torch.clamp(grid[:, 0], -1.0, high_x, out=inside[:, 0])
+        torch.clamp(grid[:, 1], -1.0, high_y, out=inside[:, 1])
+    # lerp(c, g, 1 + K) = g - (g - c) * -K: exactly g where g == c.
+    torch.lerp(inside, grid, 1.0 + 4.0 / torch.finfo(grid.dtype).eps, out=grid)  # K = 2^(m + 2)
+    grid.clamp_(-_FAR_OUTSIDE, _FAR_OUTSIDE)
+    dtype = _work_dtype(images.dtype)
+    if images.requires_grad:  # keep autograd's view of the input intact
+        x = F.pad(images, (0, padded_w - width, 0, padded_h - height)).to(dtype)
+    elif (padded_h, padded_w) == (height, width) and images.dtype == dtype:
+        x = images
+    else:  # the zero padding of a kept buffer stays zero: only the image part is written
+        x = _scratch(f"padded {height}x{width}", (*images.shape[:2], padded_h, padded_w), dtype, images.device,
+                     zeroed=True)
+        x[..., :height, :width].copy_(images)
+    # (N, H, W, 2) view of the planar grid: grid_sample reads x and y as two
+    # contiguous planes (its fast path for a grid whose W stride is 1).
+    return F.grid_sample(x, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 # ----------------------------------------------------------------------------
@@ -233,20 +302,51 @@ def _sample(images, grid):
 # ----------------------------------------------------------------------------
 
 
-def _uniform_noise(shape, generator=None, device=None):
-    """Uniform(-1, 1) float32 noise with 2^16 levels, about 3x faster than torch.rand on a CPU.
+def _uniform_levels(shape, generator=None, device=None):
+    """Uniform noise on (-128, 128) in float32, with 2^8 levels: 128 x uniform(-1, 1).
 
-    torch.rand spends ~4 ns per number on the CPU generator, the largest cost of an
-    elastic distortion. One 64-bit draw holds four independent uniform 16-bit
-    integers k in [-32768, 32767]; (k + 0.5) / 32768 is the midpoint of one of
-    65536 equal bins of (-1, 1): mean 0 and variance 1/3 - 1/(3 * 2^32), and a
-    resolution (3e-5) far below what smoothing and bilinear sampling can show.
+    The random bits are the largest single cost of an elastic distortion on a CPU
+    (torch.rand spends ~4 ns per number on the CPU generator, serially). One
+    64-bit draw holds eight independent uniform 8-bit integers k in [-128, 127];
+    k + 0.5 is the midpoint of one of 256 equal bins of (-128, 128). After the
+    (exact) division by 128: mean 0 and variance (1 - 2^-16) / 3, and each value
+    is the continuous uniform one rounded to its bin, an independent error of at
+    most 1/256. Smoothing averages over ~4 pi sigma^2 noise values, so that error
+    moves the field by 0.4% of its RMS, independently of it: far below what the
+    bilinear sampling of pixels can show. The division is left to the caller, who
+    folds it into a later product for free (a power of two scales exactly).
     """
     count = math.prod(shape)
-    bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
+    bits = _scratch("bits", ((count + 7) // 8,), torch.int64, device)
     bits.random_(-(2**63), None, generator=generator)  # the full 64-bit range
-    k = bits.view(torch.int16)[:count].view(shape)
-    return k.add(0.5).to(torch.float32).mul_(1.0 / 32768)  # int16 + 0.5 is already float
+    k = bits.view(torch.int8)[:count].view(shape)
+    return _scratch("noise", shape, torch.float32, device).copy_(k).add_(0.5)  # exact in float32
+
+
+def _smoothed_noise(n, height, width, alpha, sigma, generator, device):
+    """Simard's fields as an (H, n, 2, W) float32 tensor in pixels: ``[:, i, 0]`` is dx of image i, ``[:, i, 1]`` dy.
+
+    alpha * G_H U G_W^T for each image and axis, U uniform(-1, 1) noise. The
+    noise is i.i.d., so where each value is stored is free: storing it with the
+    rows outermost makes both smoothing passes one large matrix product each,
+    G_H @ (H, 2nW) then (2nH, W) @ G_W^T, instead of 2n small products per
+    pass; alpha and the noise's 1/128 ride on G_H.
+    """
+    noise = _uniform_levels((height, n * 2 * width), generator, device)
+    g_h = gaussian_matrix(height, sigma, 4.0, device, torch.float32)
+    g_w = gaussian_matrix(width, sigma, 4.0, device, torch.float32)
+    rows = torch.mm(g_h * (alpha / 128), noise, out=_scratch("rows", noise.shape, noise.dtype, device))  # along y
+    torch.mm(rows.view(-1, width), g_w.T, out=noise.view(-1, width))  # along x, into the noise's memory
+    return noise.view(height, n, 2, width)
+
+
+def _field_from_smoothed(smoothed):
+    """(N, 2, H, W) field in (dy, dx) order from ``_smoothed_noise``'s (H, N, (dx, dy), W) layout."""
+    height, n, _, width = smoothed.shape
+    field = torch.empty(n, 2, height, width, dtype=smoothed.dtype, device=smoothed.device)
+    field[:, 0].copy_(smoothed[:, :, 1].transpose(0, 1))
+    field[:, 1].copy_(smoothed[:, :, 0].transpose(0, 1))
+    return field
 
 
 def random_displacement_field(n, height, width, alpha, sigma, generator=None, device=None):
@@ -267,8 +367,7 @@ def random_displacement_field(n, height, width, alpha, sigma, generator=None, de
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     _check_generator(generator, device)
-    noise = _uniform_noise((n, 2, height, width), generator, device)
-    return gaussian_smooth(noise, sigma).mul_(alpha)
+    return _field_from_smoothed(_smoothed_noise(n, height, width, alpha, sigma, generator, device))
 
 
 def warp(images, field):
@@ -297,10 +396,27 @@ def _warp(images, field):
     base = _base_grid(height, width, images.device, dtype)
     scale_y, scale_x = _padded(height)[1], _padded(width)[1]
     field = field.to(device=images.device, dtype=dtype)
-    # grid_sample wants (x, y) last: write x + dx and y + dy, normalized, in one pass each.
-    grid = torch.empty(n, height, width, 2, dtype=dtype, device=images.device)
-    torch.add(base[..., 0], field[:, 1], alpha=scale_x, out=grid[..., 0])
-    torch.add(base[..., 1], field[:, 0], alpha=scale_y, out=grid[..., 1])
+    # Normalized x + dx and y + dy (the scales are powers of two: one rounding, in the add).
+    grid = _scratch("grid", (n, 2, height, width), dtype, images.device)
+    torch.add(base[0], field[:, 1], alpha=scale_x, out=grid[:, 0])
+    torch.add(base[1], field[:, 0], alpha=scale_y, out=grid[:, 1])
+    return _restore(_sample(images, grid), images.dtype)
+
+
+def _warp_smoothed(images, smoothed):
+    """``_warp`` for a field in ``_smoothed_noise``'s layout, without first reordering it.
+
+    Gives the same bits as ``_warp(images, _field_from_smoothed(smoothed))``: each
+    grid value is base + scale * d with an exact product and one rounding either way.
+    """
+    n, _, height, width = images.shape
+    dtype = _work_dtype(images.dtype)
+    base = _base_grid(height, width, images.device, dtype)  # (2, H, W)
+    scale_y, scale_x = _padded(height)[1], _padded(width)[1]
+    scale = _constant((((scale_x,), (scale_y,)),), dtype, images.device)  # (1, 2, 1)
+    grid = _scratch("grid", (n, 2, height, width), dtype, images.device)
+    # One pass writes the (N, 2, H, W) grid from the (H, N, 2, W) field: the transpose rides along.
+    torch.addcmul(base.permute(1, 0, 2).unsqueeze(1), smoothed.to(dtype), scale, out=grid.permute(2, 0, 1, 3))
     return _restore(_sample(images, grid), images.dtype)
 
 
@@ -317,9 +433,9 @@ def elastic_distort(images, alpha, sigma, generator=None, return_field=False):
     sigma = _check_real("sigma", sigma, low=0.0, low_open=True)
     _check_generator(generator, images.device)
     n, _, height, width = images.shape
-    field = random_displacement_field(n, height, width, alpha, sigma, generator, images.device)
-    out = _warp(images, field)
-    return (out, field) if return_field else out
+    smoothed = _smoothed_noise(n, height, width, alpha, sigma, generator, images.device)
+    out = _warp_smoothed(images, smoothed)
+    return (out, _field_from_smoothed(smoothed)) if return_field else out
 
 
 # ----------------------------------------------------------------------------
@@ -327,41 +443,47 @@ def elastic_distort(images, alpha, sigma, generator=None, return_field=False):
 # ----------------------------------------------------------------------------
 
 
-def _inverse_affine(angle, tx, ty, scale, shear, height, width):
-    """Coefficients (a00, a01, bx, a10, a11, by) of the map from output to input pixels.
+@functools.lru_cache(maxsize=64)
+def _constant(values, dtype, device):
+    """``torch.tensor(values)``, made once (a new small tensor costs more than a small op). Do not modify."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def _inverse_affine(params, height, width):
+    """(N, 2, 3) coefficients [[a00, a01, bx], [a10, a11, by]] of the map from output to input pixels.
 
     Forward map (input -> output): p_out = c + t + scale * R(angle) Shear(shear) (p_in - c),
     c the image center, R counter-clockwise as displayed (y points down):
     R = [[cos, sin], [-sin, cos]], Shear = [[1, tan], [0, 1]]. Sampling needs the
     inverse, p_in = A (p_out - c - t) + c with A = Shear(-shear) R(-angle) / scale.
-    Arguments are tensors of one shape ((N,) or (1,)), angles in degrees.
+    ``params`` is a (5, N) tensor of (angle, tx, ty, scale, shear), angles in degrees.
     """
-    rad = torch.deg2rad(angle)
-    cos, sin, tan = torch.cos(rad), torch.sin(rad), torch.tan(torch.deg2rad(shear))
+    _, tx, ty, scale, _ = params
+    rad = torch.deg2rad(params[0::4])  # angle and shear
+    cos, sin, tan = torch.cos(rad[0]), torch.sin(rad[0]), torch.tan(rad[1])
     # Shear(-shear) @ R(-angle) = [[1, -tan], [0, 1]] @ [[cos, -sin], [sin, cos]]
-    a00, a01 = (cos - tan * sin) / scale, (-sin - tan * cos) / scale
-    a10, a11 = sin / scale, cos / scale
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    bx = cx - a00 * (cx + tx) - a01 * (cy + ty)
-    by = cy - a10 * (cx + tx) - a11 * (cy + ty)
-    return a00, a01, bx, a10, a11, by
+    a = torch.stack([cos - tan * sin, -sin - tan * cos, sin, cos], dim=-1).view(-1, 2, 2) / scale.view(-1, 1, 1)
+    center = _constant(((width - 1) / 2, (height - 1) / 2), params.dtype, params.device)
+    shifted = torch.stack([tx, ty], dim=-1) + center  # c + t, (N, 2)
+    b = center - (a @ shifted.unsqueeze(-1)).squeeze(-1)
+    return torch.cat([a, b.unsqueeze(-1)], dim=-1)
 
 
 def _affine_sample(images, coefficients):
-    """Sample each image at x_in = a00 x + a01 y + bx, y_in = a10 x + a11 y + by (per-image coefficients)."""
+    """Sample each image at x_in = a00 x + a01 y + bx, y_in = a10 x + a11 y + by (coefficients (N or 1, 2, 3))."""
     n, _, height, width = images.shape
     dtype, device = _work_dtype(images.dtype), images.device
-    a00, a01, bx, a10, a11, by = (v.to(device=device, dtype=dtype).view(-1, 1, 1) for v in coefficients)
     scale_y, scale_x = _padded(height)[1], _padded(width)[1]
-    xs = torch.arange(width, device=device, dtype=dtype).view(1, 1, width)
-    ys = torch.arange(height, device=device, dtype=dtype).view(1, height, 1)
-    # Normalized x_in = (a00 x + a01 y + bx) * scale_x - 1 is a term in x (N, 1, W)
-    # plus a term in y (N, H, 1): one broadcast add per coordinate fills the grid.
-    grid = torch.empty(n, height, width, 2, dtype=dtype, device=device)
-    torch.add((a00 * scale_x * xs).expand(n, 1, width),
-              (a01 * scale_x * ys + (bx * scale_x - 1)).expand(n, height, 1), out=grid[..., 0])
-    torch.add((a10 * scale_y * xs).expand(n, 1, width),
-              (a11 * scale_y * ys + (by * scale_y - 1)).expand(n, height, 1), out=grid[..., 1])
+    # Normalized (x_in, y_in) = c0 x + c1 y + c2 per image and coordinate.
+    coef = coefficients * _constant(((scale_x,), (scale_y,)), coefficients.dtype, coefficients.device)
+    coef[..., 2] -= 1
+    coef = coef.to(device=device, dtype=dtype).view(-1, 2, 3, 1, 1)
+    xs = _constant(tuple(range(width)), dtype, device)
+    ys = _constant(tuple((y,) for y in range(height)), dtype, device)
+    # A term in x (N, 2, 1, W) plus a term in y (N, 2, H, 1): one broadcast add fills the grid.
+    grid = _scratch("grid", (n, 2, height, width), dtype, device)
+    torch.add((coef[:, :, 0] * xs).expand(n, 2, 1, width), (coef[:, :, 1] * ys + coef[:, :, 2]).expand(n, 2, height, 1),
+              out=grid)
     return _restore(_sample(images, grid), images.dtype)
 
 
@@ -386,7 +508,7 @@ def affine(images, angle=0.0, translate=(0.0, 0.0), scale=1.0, shear=0.0):
     # Coefficients in float64 on the CPU (exact for whole-pixel shifts), then to the images' device.
     params = torch.tensor([[angle], [dx], [dy], [scale], [shear]], dtype=torch.float64)
     _, _, height, width = images.shape
-    return _affine_sample(images, _inverse_affine(*params, height, width))
+    return _affine_sample(images, _inverse_affine(params, height, width))
 
 
 def random_affine(images, degrees=0.0, translate=0.0, scale=(1.0, 1.0), shear=0.0, generator=None):
@@ -412,8 +534,8 @@ def random_affine(images, degrees=0.0, translate=0.0, scale=(1.0, 1.0), shear=0.
     u = torch.rand(5, n, generator=generator, device=device)
     low = torch.tensor([-degrees, -translate, -translate, lo, -shear], device=device)
     high = torch.tensor([degrees, translate, translate, hi, shear], device=device)
-    angle, dx, dy, s, sh = low[:, None] + (high - low)[:, None] * u
-    return _affine_sample(images, _inverse_affine(angle, dx, dy, s, sh, height, width))
+    params = low[:, None] + (high - low)[:, None] * u  # angle, dx, dy, scale, shear: (5, N)
+    return _affine_sample(images, _inverse_affine(params, height, width))
 
 
 # ----------------------------------------------------------------------------

@@ -42,6 +42,18 @@ def test_gaussian_matrix_rows_sum_to_one():
     torch.testing.assert_close(g.sum(dim=1), torch.ones(28, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
+def test_noise_levels_are_uniform_with_the_stated_moments():
+    # The noise behind the fields: 256 equally likely levels k + 0.5, k in [-128, 127] (then / 128).
+    levels = A._uniform_levels((1_000_000,), seeded(9)).double() / 128
+    values, counts = torch.unique(levels, return_counts=True)
+    torch.testing.assert_close(values, (torch.arange(-128, 128, dtype=torch.float64) + 0.5) / 128)
+    expected = len(levels) / 256
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 255 + 5 * math.sqrt(2 * 255)  # 255 degrees of freedom: mean 255, sd 22.6
+    assert abs(levels.mean().item()) < 5 * math.sqrt(1 / 3 / len(levels))
+    assert levels.var().item() == pytest.approx((1 - 2**-16) / 3, rel=0.005)
+
+
 def test_displacement_field_is_smoothed_noise():
     # The field is alpha * gaussian_smooth(uniform noise): smoothing it again changes little,
     # and its values are bounded by alpha (a weighted mean of values in (-1, 1)).
@@ -98,6 +110,55 @@ def test_elastic_distort_is_warp_with_its_field():
     assert torch.equal(out, A.warp(images, field))
     # Same seed, same field: the field came from random_displacement_field.
     assert torch.equal(field, A.random_displacement_field(6, 28, 28, 34, 4, generator=seeded()))
+
+
+def test_elastic_distort_without_the_field_gives_the_same_images():
+    # The fast path (no field returned) skips reordering the field: same bits as with it.
+    images = random_images((5, 3, 28, 28))
+    fast = A.elastic_distort(images, alpha=34, sigma=4, generator=seeded(5))
+    out, field = A.elastic_distort(images, alpha=34, sigma=4, generator=seeded(5), return_field=True)
+    assert torch.equal(fast, out)
+    assert torch.equal(fast, A.warp(images, field))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-6, -1e-6, 0.25, -0.25, 0.999, -0.999, 1.5])
+def test_warp_at_the_edges_matches_scipy_constant_mode(offset, ndimage):
+    # Sources just inside, exactly on and just outside the first and last pixel centers.
+    images = random_images((1, 1, 9, 12))
+    field = torch.zeros(1, 2, 9, 12)
+    field[0, 1, :, -1] = offset  # last column, x = 11 + offset
+    field[0, 1, :, 0] = -offset  # first column, x = 0 - offset
+    field[0, 0, -1, 1:-1] = offset  # last row
+    field[0, 0, 0, 1:-1] = -offset  # first row
+    ours = A.warp(images, field)[0, 0].double().numpy()
+    rows, cols = np.meshgrid(np.arange(9), np.arange(12), indexing="ij")
+    coords = [rows + field[0, 0].double().numpy(), cols + field[0, 1].double().numpy()]
+    ref = ndimage.map_coordinates(images[0, 0].double().numpy(), coords, order=1, mode="constant", cval=0.0)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
+
+
+def test_huge_displacements_give_zeros_not_nan():
+    images = random_images((2, 2, 10, 14))
+    for value in (1e30, -1e30, torch.finfo(torch.float32).max, 1e6):
+        out = A.warp(images, torch.full((2, 2, 10, 14), value))
+        assert torch.equal(out, torch.zeros_like(out)), value
+
+
+def test_elastic_distortion_of_coordinate_ramps_has_the_analytic_rms():
+    # End to end (field, grid, sampling): bilinear sampling reproduces a linear ramp exactly, so
+    # warping the channels (x, y, 1) reads back each output pixel's source point.
+    alpha, sigma, n, size, margin = 34.0, 4.0, 48, 96, 20
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                          indexing="ij")
+    ramps = torch.stack([x, y, torch.ones_like(x)]).expand(n, 3, size, size).contiguous()
+    out = A.elastic_distort(ramps, alpha, sigma, generator=seeded(6))
+    inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
+    inside = ((out[:, 2] - 1).abs() < 1e-4)[inner]
+    squared = ((out[:, 0] - x) ** 2 + (out[:, 1] - y) ** 2)[inner]
+    assert inside.float().mean() > 0.99
+    measured = squared[inside].double().mean().sqrt().item()
+    expected = math.sqrt(2 / 3) * alpha * (gaussian_taps(sigma) ** 2).sum()  # both axes
+    assert measured == pytest.approx(expected, rel=0.03)
 
 
 def test_each_image_gets_its_own_field():
