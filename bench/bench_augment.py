@@ -30,21 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from common import cpu_name  # noqa: E402
 from lecture_utils import augment  # noqa: E402
 
 ALPHA, SIGMA = 34.0, 4.0  # Simard et al. 2003, MNIST: pixels
 DEGREES, TRANSLATE, SCALE, SHEAR = 15.0, 2.0, (0.9, 1.1), 10.0  # random affine: degrees, pixels, factor, degrees
-
-
-def cpu_name():
-    """The CPU model from /proc/cpuinfo, else platform's guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def optional(name):

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from common import cpu_name  # noqa: E402
 from lecture_utils.augment import elastic_distort  # noqa: E402
 from lecture_utils.data import DeviceBatches  # noqa: E402
 from lecture_utils.device import get_device  # noqa: E402
@@ -44,17 +45,6 @@ ALPHA, SIGMA = 34.0, 4.0  # Simard et al. 2003, pixels; torchvision's alpha for 
 LR, MOMENTUM, WEIGHT_DECAY = 0.02, 0.9, 5e-4
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
-def cpu_name():
-    """The CPU model from /proc/cpuinfo, else platform's guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def synchronize(device):
