@@ -10,7 +10,8 @@ ENV_VAR = "LECTURE_DEVICE"
 
 
 def get_device(name=None):
-    """The device to train on: ``name``, else ``$LECTURE_DEVICE``, else cuda, then mps, then cpu."""
+    """The device to train on: ``name`` (a string or a ``torch.device``), else ``$LECTURE_DEVICE``,
+    else cuda, then mps, then cpu."""
     name = name or os.environ.get(ENV_VAR) or None
     if name is not None:
         try:

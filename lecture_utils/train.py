@@ -109,7 +109,7 @@ def _prepare(x, device):
 @torch.no_grad()
 def evaluate(model, batches, device=None):
     """Mean cross-entropy loss and error rate of ``model`` over ``batches`` of (images, labels)."""
-    device = get_device(device) if device is None or isinstance(device, str) else device
+    device = get_device(device)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -152,7 +152,7 @@ def fit(model, train_batches, val_batches=None, *, epochs, lr, optimizer="sgd", 
     ``TrainingInterrupted``, which holds the finished epochs and says how to resume.
     """
     _check_arguments(epochs, lr, schedule, checkpoint_every, checkpoint_minutes)
-    device = get_device(device) if device is None or isinstance(device, str) else device
+    device = get_device(device)
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
