@@ -6,11 +6,14 @@ batch iterators' generators), the history, the epoch and global step, and a
 fingerprint of the run's settings. It is saved with ``torch.save`` to a
 temporary file beside the target, then renamed over it, so a crash mid-write
 leaves the previous checkpoint whole; it is read with
-``torch.load(..., weights_only=True)``.
+``torch.load(..., weights_only=True)``. A save killed outright (``kill -9``, a
+power cut) cannot remove its own partial temporary file: the next save or
+resume of the same checkpoint removes the ones whose writer is gone.
 """
 
 import os
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -25,10 +28,67 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be used: damaged, not written by ``fit``, or from a different run."""
 
 
-def save_atomic(state, path):
-    """``torch.save(state)`` to ``path`` through a temporary file and a rename: never a half-written file."""
+# A save's temporary file: ".<checkpoint name>.<writer's pid>-<8 random characters>.tmp" beside the
+# checkpoint (mkstemp's random part); without "<pid>-" as written before the pid was part of the name.
+_TEMP_MIDDLE = re.compile(r"(?:(\d+)-)?[a-z0-9_]{8}")
+
+
+def _alive(pid):
+    """Whether a process ``pid`` runs on this machine (a pid we may not signal still runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def stale_temporaries(path):
+    """Partial temporary files of checkpoint ``path`` whose writer is gone (never those of another file)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix, stale = f".{path.name}.", []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:  # no folder yet, or not readable: nothing to clean
+        return []
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        match = _TEMP_MIDDLE.fullmatch(name[len(prefix):-len(".tmp")])
+        if match is None or not entry.is_file() or entry.is_symlink():
+            continue
+        pid = match.group(1)
+        if pid is None or int(pid) == os.getpid() or not _alive(int(pid)):
+            stale.append(entry)  # this process saves one file at a time: its own leftovers are stale too
+    return sorted(stale)
+
+
+def remove_stale_temporaries(path, verbose=True):
+    """Delete what ``stale_temporaries(path)`` finds; return the number of bytes freed."""
+    freed, removed = 0, 0
+    for entry in stale_temporaries(path):
+        try:
+            size = entry.stat().st_size
+            entry.unlink()
+        except OSError:  # gone meanwhile, or not ours to delete: leave it
+            continue
+        freed, removed = freed + size, removed + 1
+    if removed and verbose:
+        print(f"removed {removed} partial checkpoint file(s) ({freed / 1e6:.1f} MB) left by interrupted saves "
+              f"of {path}")
+    return freed
+
+
+def save_atomic(state, path):
+    """``torch.save(state)`` to ``path`` through a temporary file and a rename: never a half-written file.
+
+    First removes partial temporary files that killed saves of ``path`` left behind.
+    """
+    path = Path(path)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -114,6 +174,7 @@ class Checkpoints:
         self.source = self._source(resume)
         if self.path is not None:
             self._check_writable()
+            remove_stale_temporaries(self.path)  # a resume (or a fresh start) cleans up after killed saves
 
     def _source(self, resume):
         """The file to resume from, or None; refuses to overwrite a checkpoint that is not resumed."""

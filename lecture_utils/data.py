@@ -7,6 +7,7 @@ notebooks). It is the same code on CPU and GPU.
 """
 
 import hashlib
+import inspect
 import math
 import os
 import socket
@@ -17,7 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT_ENV = "LECTURE_DATA_DIR"
+from lecture_utils.datafiles import (CACHE_FOLDER, CIFAR10_CLASSES, DIGIT_CLASSES, IMAGE_EXTENSIONS,  # noqa: F401
+                                     KNOWN_CLASSES, ROOT_ENV, DataCorrupted, DataUnavailable, MirrorLayoutError,
+                                     _cached, _checkout, _from_mirror, _list_mirror, _mirror_dir, _stat_fingerprint,
+                                     _writable_ancestor, shown)  # the names users import from here are re-exported
+
 STRICT_ENV = "LECTURE_STRICT_DATA"
 OFFLINE_ENV = "LECTURE_OFFLINE"
 DATASETS = ("mnist", "cifar10", "digits")
@@ -27,22 +32,12 @@ _MNIST_FILES = {  # split -> (IDX file, shape) for images and labels
     "train": (("train-images-idx3-ubyte", (60000, 28, 28)), ("train-labels-idx1-ubyte", (60000,))),
     "test": (("t10k-images-idx3-ubyte", (10000, 28, 28)), ("t10k-labels-idx1-ubyte", (10000,))),
 }
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-DIGIT_CLASSES = tuple(str(d) for d in range(10))
 _HOW_TO_GET = {
     "mnist": "with internet, torchvision downloads it; offline, copy the four MNIST .gz files "
     "(train-images-idx3-ubyte.gz, ...) into {root}/MNIST/raw/",
     "cifar10": "with internet, torchvision downloads it; offline, put cifar-10-python.tar.gz in {root}/, "
     "or an ImageFolder copy in {root}/cifar10/{{train,test}}/<class>/*.jpg",
 }
-
-
-class DataUnavailable(RuntimeError):
-    """The data set is neither on disk nor downloadable from here."""
-
-
-class DataCorrupted(RuntimeError):
-    """A data file on disk does not match its published checksum, or is truncated; it is left as it is."""
 
 
 def data_root(root=None):
@@ -54,8 +49,8 @@ def data_root(root=None):
     if root is None:
         root = os.environ.get(ROOT_ENV) or None
     if root is None:
-        checkout = Path(__file__).resolve().parents[1]
-        if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+        checkout = _checkout()
+        if checkout is not None and (checkout / "data").is_dir():
             return checkout / "data"
         return Path.home() / ".cache" / "lecture_utils"
     return Path(root).expanduser()
@@ -81,7 +76,7 @@ def _verify(path, md5):
     actual = _md5(path) if path.is_file() else md5
     if actual != md5:
         raise DataCorrupted(
-            f"{path} is damaged: its MD5 is {actual}, the published file's is {md5}. "
+            f"{shown(path)} is damaged: its MD5 is {actual}, the published file's is {md5}. "
             "It was left as it is; delete or replace it yourself."
         )
 
@@ -119,45 +114,65 @@ def _read_idx(path, shape, gz_md5):
     except PermissionError:
         raise
     except (OSError, EOFError, zlib.error) as err:  # gzip's BadGzipFile is an OSError
-        raise DataCorrupted(f"{path} cannot be read ({err}); it was left as it is.") from None
+        raise DataCorrupted(f"{shown(path)} cannot be read ({err}); it was left as it is.") from None
     header = 4 + 4 * len(shape)
     expected = bytes([0, 0, 8, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
     if len(data) != header + math.prod(shape) or data[:header] != expected:
         name = path.name if path.suffix == ".gz" else path.name + ".gz"
         raise DataCorrupted(
-            f"{path} is truncated or damaged: {len(data):,} bytes where an MNIST IDX file of shape {shape} has "
+            f"{shown(path)} is truncated or damaged: {len(data):,} bytes where an MNIST IDX file of shape {shape} has "
             f"{header + math.prod(shape):,}. It was left as it is; replace it with a fresh copy of {name} "
             f"(published MD5 {gz_md5}), or delete it to download again."
         )
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(shape)
+_CIFAR_ARCHIVE, _CIFAR_FOLDER = "cifar-10-python.tar.gz", "cifar-10-batches-py"  # torchvision's names
+_CIFAR_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
-def _cifar_local(root, train):
-    """CIFAR-10's ``split`` from an extracted ``cifar-10-batches-py`` (every file checksum-verified), else ``None``."""
+def _cifar_files(root, train):
+    """torchvision's CIFAR-10 files that hold ``split``: the extracted batches, else the archive, else ``None``.
+
+    Returns ``(kind, paths)`` with kind ``"batches"`` (``cifar-10-batches-py``) or
+    ``"archive"`` (``cifar-10-python.tar.gz``, read without extracting it).
+    """
+    folder, archive = root / _CIFAR_FOLDER, root / _CIFAR_ARCHIVE  # torchvision is imported only to decode
+    batches = [folder / f for f in _CIFAR_BATCHES["train" if train else "test"]]
+    if any(p.is_file() for p in batches) or (folder / "batches.meta").is_file():
+        return "batches", batches + ([archive] if archive.is_file() else [])
+    if archive.is_file():
+        return "archive", [archive]
+    return None
+
+
+def _decode_cifar(root, train, kind):
+    """Images and labels of ``split`` from torchvision's files, every one checksum-verified first."""
+    import pickle
+    import tarfile
+
     from torchvision.datasets import CIFAR10
 
-    _verify(root / CIFAR10.filename, CIFAR10.tgz_md5)  # torchvision would download over a damaged archive
-    folder = root / CIFAR10.base_folder
-    files = (CIFAR10.train_list if train else CIFAR10.test_list) + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
-    for filename, md5 in files:
-        _verify(folder / filename, md5)
-    if not all((folder / filename).is_file() for filename, _ in files):
-        return None
-    ds = CIFAR10(root, train=train, download=False)  # reads only checksum-verified pickles
-    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
-
-
-def _mirror_dir(name, root, split):
-    folder = root / name / split
-    return folder if folder.is_dir() and any(folder.iterdir()) else None
-
-
-def _writable_ancestor(folder):
-    """``(ancestor, writable)``: the nearest existing folder at or above ``folder``, and whether we may write there."""
-    folder = Path(folder).absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder, os.access(folder, os.W_OK)
+    archive = root / CIFAR10.filename
+    _verify(archive, CIFAR10.tgz_md5)  # torchvision would download over a damaged archive
+    md5s = dict(CIFAR10.train_list if train else CIFAR10.test_list)
+    blobs = []
+    if kind == "batches":
+        for filename, md5 in md5s.items():
+            path = root / CIFAR10.base_folder / filename
+            if not path.is_file():
+                raise DataCorrupted(f"{shown(path)} is missing from the extracted CIFAR-10 batches; extract "
+                                    f"{CIFAR10.filename} again (or delete {shown(path.parent)} to use the archive).")
+            _verify(path, md5)
+            blobs.append(path.read_bytes())
+    else:
+        with tarfile.open(archive, "r:gz") as tar:
+            for filename in md5s:
+                blobs.append(tar.extractfile(f"{CIFAR10.base_folder}/{filename}").read())
+    images, labels = [], []
+    for blob in blobs:  # pickles of checksum-verified files only, as torchvision reads them
+        entry = pickle.loads(blob, encoding="latin1")
+        images.append(torch.from_numpy(entry["data"]).view(-1, 3, 32, 32))
+        labels.append(torch.tensor(entry["labels"], dtype=torch.long))
+    return torch.cat(images).contiguous(), torch.cat(labels)
 
 
 def _urls(name):
@@ -188,22 +203,19 @@ def _download(name, root, train, download):
     from torchvision.datasets import CIFAR10
 
     split = "train" if train else "test"
-    how = _HOW_TO_GET[name].format(root=root)
-    local_archive = name == "cifar10" and (root / CIFAR10.filename).is_file()  # only needs extracting
+    how, where = _HOW_TO_GET[name].format(root=shown(root)), shown(root)
     target = root / "MNIST" / "raw" if name == "mnist" else root
     ancestor, writable = _writable_ancestor(target)
-    if not local_archive and not download:
-        raise DataUnavailable(f"{name} ({split}) is not available under {root} (not on disk and downloading is off). "
+    if not download:
+        raise DataUnavailable(f"{name} ({split}) is not available under {where} (not on disk and downloading is off). "
                               f"To get it: {how}.")
     if not writable:
-        what = (f"extract {CIFAR10.filename} into {root / CIFAR10.base_folder}" if local_archive
-                else f"download it into {target}")
-        raise DataUnavailable(f"{name} ({split}) is not ready under {root}: it would {what}, but {ancestor} is not "
-                              f"writable (a read-only mirror?). Set ${ROOT_ENV} to a writable folder and copy the "
-                              f"files there, or get it yourself: {how}.")
-    if not local_archive and not _reachable(_urls(name)):
+        raise DataUnavailable(f"{name} ({split}) is not ready under {where}: it would download it into {shown(target)}, "
+                              f"but {shown(ancestor)} is not writable (a read-only mirror?). Set ${ROOT_ENV} to a "
+                              f"writable folder and copy the files there, or get it yourself: {how}.")
+    if not _reachable(_urls(name)):
         hosts = ", ".join(sorted({u.split("/")[2] for u in _urls(name)}))
-        raise DataUnavailable(f"{name} ({split}) is not available under {root}, and the download servers ({hosts}) "
+        raise DataUnavailable(f"{name} ({split}) is not available under {where}, and the download servers ({hosts}) "
                               f"cannot be reached within {PROBE_SECONDS} s (offline?). To get it: {how}.")
     timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)  # torchvision's download has none: a stalled transfer fails in seconds, not hours
@@ -216,7 +228,7 @@ def _download(name, root, train, download):
     except (RuntimeError, OSError) as err:
         if isinstance(err, (DataCorrupted, DataUnavailable)):
             raise
-        raise DataUnavailable(f"{name} ({split}) is not available under {root} (download failed: {err}). "
+        raise DataUnavailable(f"{name} ({split}) is not available under {where} (download failed: {err}). "
                               f"To get it: {how}.") from None
     finally:
         socket.setdefaulttimeout(timeout)
@@ -247,27 +259,9 @@ def _download_mnist(raw, split):
             raise OSError("; ".join(errors))
 
 
-def _from_mirror(folder, channels):
-    """An ImageFolder copy (``<class>/<image>``): sorted class folders give the labels, as in torchvision."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if channels == 1 else "RGB"
-    images, labels = [], []
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
-    for label, cls in enumerate(classes):
-        for path in sorted(p for p in (folder / cls).iterdir() if p.is_file()):
-            try:
-                with Image.open(path) as img:
-                    images.append(np.asarray(img.convert(mode)))
-            except (OSError, UnidentifiedImageError) as err:
-                raise DataCorrupted(f"{path} could not be decoded as an image ({err})") from None
-            labels.append(label)
-    if not images:
-        raise DataUnavailable(f"the mirror {folder} holds no images")
-    x = torch.from_numpy(np.stack(images))
-    x = x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2)
-    return x.contiguous(), torch.tensor(labels, dtype=torch.long)
+def cache_path(name, split, root=None):
+    """Where the decoded uint8 tensors of ``name``'s ``split`` are cached: ``<root>/cache/<name>-<split>.pt``."""
+    return data_root(root) / CACHE_FOLDER / f"{name}-{split}.pt"
 
 
 def _digits(train):
@@ -296,39 +290,69 @@ def load_dataset(name, train=True, root=None, *, download=None, verbose=True):
     """Images as uint8 (N, C, H, W) and labels as int64 (N,) for ``"mnist"``, ``"cifar10"`` or ``"digits"``.
 
     Sources, in order: torchvision's own files under the data root (checksums
-    verified, read without writing anything, never overwritten), an ImageFolder
-    mirror ``<root>/<name>/{train,test}/<class>/*``, then torchvision's download
+    verified, read without writing anything, never overwritten; CIFAR-10's
+    archive is read without extracting it), an ImageFolder mirror
+    ``<root>/<name>/{train,test}/<class>/*``, then torchvision's download
     (unless ``download=False`` or ``$LECTURE_OFFLINE=1``; it needs a writable
     root, and gives up in seconds when the servers cannot be reached). Raises
-    ``DataUnavailable`` when none works, ``DataCorrupted`` for a damaged file.
+    ``DataUnavailable`` when none works, ``DataCorrupted`` for a damaged file,
+    ``MirrorLayoutError`` for a mirror whose class folders are not ``name``'s.
+
+    What has to be decoded (CIFAR-10's pickles, any mirror's image files) is
+    decoded once and cached under ``<root>/cache/`` (see ``cache_path``) with a
+    fingerprint of its source; the cache is rebuilt when the source changes or
+    the cache is damaged, and never written in a read-only root.
     """
+    x, y, _ = _load(name, train, root, download, verbose)
+    return x, y
+
+
+def _load(name, train, root, download, verbose):
+    """``load_dataset``'s work: images, labels and what ran (``"mnist"``, ``"cifar10 (JPEG copy)"``, ...)."""
     download = _download_allowed(download)
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}: known are {', '.join(DATASETS)}")
     split = "train" if train else "test"
+    dataset = name
     if name == "digits":
         x, y = _digits(train)
         source = "scikit-learn's bundled digits (8x8, resized to 28x28)"
     else:
         root = data_root(root)
-        local = _mnist_local(root, split) if name == "mnist" else _cifar_local(root, train)
-        mirror = _mirror_dir(name, root, split)
+        local = _mnist_local(root, split) if name == "mnist" else None
+        files = _cifar_files(root, train) if name == "cifar10" and local is None else None
+        mirror = _mirror_dir(name, root, split) if local is None and files is None else None
         if local is not None:
-            (x, y), source = local, f"torchvision {name} files in {root}"
+            (x, y), source = local, f"torchvision mnist files in {shown(root)}"
+        elif files is not None:
+            kind, paths = files
+            what = "archive" if kind == "archive" else "batches"
+            x, y, source = _cached(name, split, root, _stat_fingerprint(paths) + kind,
+                                   f"torchvision's cifar10 {what} in {shown(root)}",
+                                   lambda: _decode_cifar(root, train, kind))
         elif mirror is not None:
-            x, y = _from_mirror(mirror, channels=1 if name == "mnist" else 3)
-            source = f"ImageFolder mirror {mirror}"
+            listing = _list_mirror(name, mirror)
+            lossy = " of JPEG files (a lossy copy)" if listing.lossy else ""
+            x, y, source = _cached(name, split, root, listing.fingerprint(), f"the ImageFolder mirror {shown(mirror)}"
+                                   f"{lossy}", lambda: _from_mirror(name, listing))
+            source += listing.ignored()
+            dataset = f"{name} (JPEG copy)" if listing.lossy else name
         else:
             x, y = _download(name, root, train, download)
-            source = f"torchvision {name} files in {root}"
+            source = f"torchvision {name} files in {shown(root)}"
     if verbose:
         print(f"{name} {split}: {len(y):,} images {tuple(x.shape[1:])} from {source}")
-    return x, y
+    return x, y, dataset
 
 
 @dataclass
 class Data:
-    """A train/test pair as uint8 tensors, with where it came from and why, if it was replaced."""
+    """A train/test pair as uint8 tensors, with where it came from and why, if it was replaced.
+
+    ``name`` is the data set that ran (``"mnist"``, ``"cifar10"`` or ``"digits"``);
+    ``dataset`` says it in full (``"cifar10 (JPEG copy)"`` for a mirror of JPEG
+    files, which are lossy), ``requested`` is the name that was asked for.
+    """
 
     name: str
     train_images: torch.Tensor
@@ -337,22 +361,34 @@ class Data:
     test_labels: torch.Tensor
     classes: tuple
     fallback_reason: str = ""
+    dataset: str = ""
+    requested: str = ""
+
+    def __post_init__(self):
+        self.dataset = self.dataset or self.name
+        self.requested = self.requested or self.name
 
     @property
     def shape(self):
         return tuple(self.train_images.shape[1:])
 
 
+def _fallback_note(wanted):
+    return " (resized to 3x32x32, the gray level copied into each channel)" if wanted == "cifar10" else ""
+
+
 def fallback_banner(wanted, reason):
     """Show, unmissably, that a notebook runs on the embedded digits instead of ``wanted``."""
+    note = _fallback_note(wanted)
     text = (
         f"!!! DATA FALLBACK: {wanted} is not available, so this notebook runs on scikit-learn's "
-        f"1,797 bundled digits instead. Numbers below are NOT {wanted} numbers. Reason: {reason}"
+        f"1,797 bundled digits{note} instead. Numbers below are NOT {wanted} numbers. Reason: {reason}"
     )
     html = (
         '<div style="border:4px solid #c00;background:#fee;color:#900;padding:12px;font-size:16px">'
         f"<b>DATA FALLBACK:</b> <b>{wanted}</b> is not available, so this notebook runs on scikit-learn's "
-        f"1,797 bundled digits instead. <b>Numbers below are not {wanted} numbers.</b><br><small>{reason}</small></div>"
+        f"1,797 bundled digits{note} instead. <b>Numbers below are not {wanted} numbers.</b><br><small>{reason}"
+        "</small></div>"
     )
     if "IPython" in sys.modules:
         from IPython import get_ipython
@@ -365,15 +401,28 @@ def fallback_banner(wanted, reason):
     return text
 
 
+def _as_cifar(images):
+    """Digits (N, 1, 28, 28) as CIFAR-sized images (N, 3, 32, 32): resized, the gray level in every channel."""
+    x = F.interpolate(images.float(), size=(32, 32), mode="bilinear", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+
+
 def load_data(name, root=None, *, strict=None, download=None, verbose=True):
     """Train and test splits of ``name``; if it cannot be had, the embedded digits with a banner.
 
     With ``strict=True`` (or ``$LECTURE_STRICT_DATA=1``, as in CI) a missing
-    data set is an error naming what is missing and how to get it.
+    data set is an error naming what is missing and how to get it. For
+    ``cifar10`` the fallback digits come as 3x32x32 images, so CIFAR models run.
+    Records ``dataset`` (what ran, e.g. ``"cifar10 (JPEG copy)"`` or ``"digits"``)
+    and ``dataset_requested`` (``name``) for the batch runner's summary.
     """
+    from lecture_utils.record import record
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}: known are {', '.join(DATASETS)}")
     try:
-        train = load_dataset(name, True, root, download=download, verbose=verbose)
-        test = load_dataset(name, False, root, download=download, verbose=verbose)
+        *train, dataset = _load(name, True, root, download, verbose)
+        *test, _ = _load(name, False, root, download, verbose)
         reason = ""
     except DataUnavailable as err:
         if strict_mode(strict):
@@ -381,9 +430,16 @@ def load_data(name, root=None, *, strict=None, download=None, verbose=True):
         reason = str(err)
         fallback_banner(name, reason)
         train, test = load_dataset("digits", True, verbose=verbose), load_dataset("digits", False, verbose=verbose)
+        if name == "cifar10":
+            train, test = (_as_cifar(train[0]), train[1]), (_as_cifar(test[0]), test[1])
+            if verbose:
+                print(f"digits resized to {tuple(train[0].shape[1:])} for the cifar10 models")
+        dataset = "digits"
     used = name if not reason else "digits"
     classes = CIFAR10_CLASSES if used == "cifar10" else DIGIT_CLASSES
-    return Data(used, *train, *test, classes=classes, fallback_reason=reason)
+    record("dataset", dataset)
+    record("dataset_requested", name)
+    return Data(used, *train, *test, classes=classes, fallback_reason=reason, dataset=dataset, requested=name)
 
 
 def take_subset(images, labels, n, seed=0):
@@ -397,9 +453,13 @@ def take_subset(images, labels, n, seed=0):
 class DeviceBatches:
     """Batches of a data set held whole on the device: shuffled indices, augmentation batched on the device.
 
-    ``augment(x, generator)`` gets float images in [0, 1] and a generator on
-    the same device; normalization by ``mean``/``std`` comes after it. The
-    generator is seeded once, so every epoch differs and a seeded run repeats.
+    ``augment`` gets float images in [0, 1] and a generator on the same
+    device: as ``generator=`` when it has a parameter of that name (every
+    ``lecture_utils.augment`` op, and a ``functools.partial`` of one, e.g.
+    ``partial(elastic_distort, alpha=34, sigma=4)``), else as the second
+    positional argument (``lambda x, g: ...``). Normalization by ``mean``/``std``
+    comes after it. The generator is seeded once, so every epoch differs and a
+    seeded run repeats.
     """
 
     def __init__(self, images, labels, batch_size, *, shuffle=False, augment=None, mean=None, std=None,
@@ -411,6 +471,9 @@ class DeviceBatches:
             )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment must be a callable (images, generator) -> images or None, got {augment!r}")
+        self._generator_keyword = augment is not None and _takes_generator_keyword(augment)
         device = torch.device(device) if device is not None else images.device
         self.images, self.labels = images.to(device), labels.to(device)
         self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
@@ -435,7 +498,20 @@ class DeviceBatches:
             x = self.images[index]
             x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
             if self.augment is not None:
-                x = self.augment(x, self.generator)
+                if self._generator_keyword:
+                    x = self.augment(x, generator=self.generator)
+                else:
+                    x = self.augment(x, self.generator)
             if self.mean is not None:
                 x = (x - self.mean) / self.std
             yield x, self.labels[index]
+
+
+def _takes_generator_keyword(fn):
+    """Whether ``fn`` (a function, a ``functools.partial``, a callable object) has a parameter named ``generator``."""
+    try:
+        parameter = inspect.signature(fn).parameters.get("generator")
+    except (TypeError, ValueError):  # no signature to read (some builtins): positional, as before
+        return False
+    return parameter is not None and parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                        inspect.Parameter.KEYWORD_ONLY)

@@ -59,12 +59,19 @@ def _shape_str(output: Any) -> str:
 
 
 class LayerTable:
-    """One row per leaf module (in call order) plus totals; prints as an aligned text table.
+    """One row per leaf module (in order of first call) plus totals; prints as an aligned text table.
 
     Each row is a dict with keys name, type, output_shape, params, flops, macs,
-    activation_bytes. ``activation_bytes`` is the size of the module's output;
-    the total adds these up, an upper bound on what a forward pass stores
-    (in-place ReLUs, for instance, reuse their input's memory).
+    activation_bytes, calls. A module called several times in one forward pass
+    (torchvision's ResNets reuse one ReLU per block) keeps one row that counts
+    every call: ``calls`` is how often it ran, ``flops``/``macs`` and
+    ``activation_bytes`` (the size of its outputs) are summed over the calls, and
+    ``output_shape`` reads "(1, 64, 56, 56) x2" (or lists the shapes if they differ).
+    The total of ``activation_bytes`` is the memory of every layer output of one
+    forward pass. It is neither an upper nor a lower bound on what a pass stores:
+    in-place ops (``ReLU(inplace=True)``) share their input's memory, and inference
+    frees outputs as it goes, while training also keeps tensors that are no
+    module's output (inline ops such as a residual ``+``, pooling indices, dropout masks).
     """
 
     def __init__(self, rows: List[Dict[str, Any]], input_shape: Sequence[int], model_name: str) -> None:
@@ -171,6 +178,8 @@ def layer_table(
 ) -> LayerTable:
     """Run one zero-filled forward pass (eval mode, no grad) and tabulate every leaf module.
 
+    A module called several times counts every call (see ``LayerTable``).
+
     ``input_size`` is (C, H, W) for batch 1, or (N, C, H, W). The input is
     created on ``device`` (default: where the model's parameters are); the
     model is not moved. Its train/eval state is restored afterwards.
@@ -209,11 +218,14 @@ def layer_table(
             flops = counter.get_total_flops() - start.pop(name)
             row = rows.setdefault(
                 name,
-                {"name": name, "type": type(module).__name__, "params": own_params.get(name, 0), "flops": 0},
+                {"name": name, "type": type(module).__name__, "params": own_params.get(name, 0), "flops": 0,
+                 "activation_bytes": 0, "calls": 0, "shapes": []},
             )
+            # Every call counts: a module reused in one pass adds its work and outputs each time.
             row["flops"] += flops
-            row["output_shape"] = _shape_str(output)
-            row["activation_bytes"] = sum(t.numel() * t.element_size() for t in _tensors(output))
+            row["calls"] += 1
+            row["shapes"].append(_shape_str(output))
+            row["activation_bytes"] += sum(t.numel() * t.element_size() for t in _tensors(output))
 
         return hook
 
@@ -233,12 +245,21 @@ def layer_table(
             m.train(mode)
 
     table_rows = list(rows.values())
+    for row in table_rows:
+        shapes = row.pop("shapes")
+        distinct = list(dict.fromkeys(shapes))
+        if len(shapes) == 1:
+            row["output_shape"] = shapes[0]
+        elif len(distinct) == 1:
+            row["output_shape"] = f"{shapes[0]} x{len(shapes)}"
+        else:
+            row["output_shape"] = "; ".join(shapes)
     # Leaves that never ran (e.g. unused heads) still own parameters.
     for name, module in leaves:
         if name not in rows and own_params.get(name, 0):
             table_rows.append(
                 {"name": name, "type": type(module).__name__, "output_shape": "(not run)",
-                 "params": own_params[name], "flops": 0, "activation_bytes": 0}
+                 "params": own_params[name], "flops": 0, "activation_bytes": 0, "calls": 0}
             )
     leaf_names = {name for name, _ in leaves}
     other_params = sum(n for name, n in own_params.items() if name not in leaf_names)
@@ -246,10 +267,10 @@ def layer_table(
     if other_params or other_flops:
         table_rows.append(
             {"name": _OTHER, "type": "", "output_shape": "", "params": other_params,
-             "flops": other_flops, "activation_bytes": 0}
+             "flops": other_flops, "activation_bytes": 0, "calls": 0}
         )
     for row in table_rows:
         # All ops FlopCounterMode counts (conv, mm, addmm, bmm, attention) are 2 FLOPs per MAC.
         row["macs"] = row["flops"] // 2
-    ordered = [{key: row[key] for key, _ in _COLUMNS} for row in table_rows]
+    ordered = [{**{key: row[key] for key, _ in _COLUMNS}, "calls": row["calls"]} for row in table_rows]
     return LayerTable(ordered, shape, type(model).__name__)

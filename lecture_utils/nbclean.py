@@ -19,15 +19,19 @@ a notebook is not clean. Executed copies from ``python -m lecture_utils run``
   changing it there, run this command.
 
 What cannot be fixed here is reported (and makes ``--check`` fail): an SVG-only
-figure, a memory address in a repr (``<... at 0x7f...>``), an error output, an
-unexecuted code cell, and a missing Colab badge, Colab setup cell or
-``parameters`` cell.
+figure, a memory address in a repr (``<... at 0x7f...>``), an absolute path of
+the machine that ran it in an output (a home, work or temporary folder, or the
+checkout itself: print paths relative to the repository, or as
+``$LECTURE_DATA_DIR`` / ``~/...``), an error output, an unexecuted code cell,
+and a missing Colab badge, Colab setup cell or ``parameters`` cell.
 """
 
 import argparse
 import copy
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -53,6 +57,13 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SVG, PNG = "image/svg+xml", "image/png"
 PROFILE_LINE = 'PROFILE = os.environ.get("LECTURE_PROFILE", "default")'
 ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]{4,}")
+# Absolute paths that name the machine a notebook ran on: homes, work and temporary folders (POSIX and
+# Windows). Not preceded by a word character, '.', '~', '$' or '/', so URLs, relative and ~/ paths pass.
+_MACHINE_PATH = re.compile(
+    r"(?<![\w.~$/\\-])(?:"
+    r"/(?:home|Users)/[^/\s\"']+|/root|/work|/tmp|/var/tmp|/var/folders|/private/var/folders|/private/tmp"
+    r"|[A-Za-z]:\\(?:Users|Temp|Windows\\Temp)\\[^\\\s\"']*"
+    r")(?=[/\\\s\"'`),:;]|$)")
 COLAB_GUARD = 'if "google.colab" in sys.modules:'
 PIP_LINE = re.compile(r"^\s+[%!]\s*pip\s+install\b(?P<args>.*)$")
 # Options that would replace Colab's own packages (torch among them) or make the install editable.
@@ -208,6 +219,17 @@ def _texts(output):
         yield "\n".join(output.get("traceback", []))
 
 
+def machine_paths(text):
+    """Absolute paths in ``text`` that name the machine that ran it: a home, work or temporary folder,
+    this checkout, this user's home or this machine's temporary folder (wherever those are)."""
+    found = [m.group(0) for m in _MACHINE_PATH.finditer(text)]
+    for root in {str(CHECKOUT), os.path.expanduser("~"), tempfile.gettempdir()}:
+        if len(root.strip("/\\")) > 1:  # "/" alone (a home of "/") would match everything
+            bounded = _MACHINE_PATH.pattern.split("(?:", 1)[0] + re.escape(root) + r"(?=[/\\\s\"'`),:;]|$)"
+            found += [m.group(0) for m in re.finditer(bounded, text)]
+    return sorted(set(found))
+
+
 def noise_problems(nb):
     """Volatile or unreadable content: what makes a committed notebook noisy in a diff."""
     found = []
@@ -235,6 +257,12 @@ def noise_problems(nb):
                     line = next(ln for ln in text.splitlines() if m.group(0) in ln)
                     found.append(f"cell {i}: a memory address in an output ({line.strip()[:100]!r}); "
                                  "end the cell with plt.show() or a ';', or print something stable")
+                paths = machine_paths(text)
+                if paths:
+                    line = next((ln for ln in text.splitlines() if paths[0] in ln), paths[0])
+                    found.append(f"cell {i}: an absolute path of the machine that ran it in an output "
+                                 f"({', '.join(paths)}: {line.strip()[:100]!r}); print it relative to the repository "
+                                 "(or as $LECTURE_DATA_DIR, ~/...)")
     return found
 
 

@@ -7,6 +7,8 @@ Each function returns a matplotlib Figure and leaves showing it to the caller
 import io
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
+import numpy as np
 import torch
 
 
@@ -38,14 +40,38 @@ def image_grid(images, titles=None, ncols=8, size=1.2, row_labels=None):
     return fig
 
 
+def _runs(value):
+    """One run or a list of runs (one per seed) -> a list of runs."""
+    return list(value) if value and isinstance(value, (list, tuple)) and isinstance(value[0], (list, tuple)) \
+        else [value]
+
+
+def _band(ax, xs, runs, label, **style):
+    """The mean of ``runs`` (rows of y values, one per seed) as a line; with several, their range shaded."""
+    ys = np.asarray(runs, dtype=float)
+    (line,) = ax.plot(xs, ys.mean(axis=0), label=label if len(ys) == 1 else f"{label} (mean of {len(ys)})", **style)
+    if len(ys) > 1:
+        ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
+    return line
+
+
 def history_figure(histories, key="val_error", ylabel="test error (%)", title=None):
-    """``{name: History}`` as one curve per run of ``key`` (in %) against the epoch."""
+    """``{name: History or [History per seed]}`` as curves of ``key`` (in %) against the epoch.
+
+    Several seeds: their mean, with the range between seeds shaded. The axis
+    is logarithmic above 0.1% and linear below (symlog), so a run that reaches
+    0% error stays on the plot instead of vanishing from a log axis.
+    """
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, history in histories.items():
-        ax.plot([h["epoch"] for h in history], [100 * h[key] for h in history], marker=".", label=name)
+    for name, value in histories.items():
+        runs = _runs(value)
+        epochs = [h["epoch"] for h in runs[0]]
+        _band(ax, epochs, [[100 * h[key] for h in run] for run in runs], name, marker=".")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     if title:
@@ -55,13 +81,17 @@ def history_figure(histories, key="val_error", ylabel="test error (%)", title=No
 
 
 def curves_figure(panels, ylabel="test accuracy (%)", ncols=None):
-    """Robustness curves: ``{panel title: (x label, x values, {run name: accuracies})}``, one panel each."""
+    """Robustness curves: ``{panel title: (x label, x values, {run name: accuracies})}``, one panel each.
+
+    A run's accuracies are one list (a value per x) or a list of such lists,
+    one per seed: then the mean is drawn, with the range between seeds shaded.
+    """
     ncols = ncols or len(panels)
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), squeeze=False)
     for ax, (title, (xlabel, xs, runs)) in zip(axes.flat, panels.items()):
         for name, ys in runs.items():
-            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=name)
+            _band(ax, xs, [[100 * y for y in run] for run in _runs(ys)], name, marker="o", ms=3)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylim(0, 100)

@@ -29,15 +29,63 @@ SETTINGS = {
     },
     # 01_invariance_and_augmentation
     "invariance": {
-        "smoke": dict(n_train=500, n_test=300, epochs=1, batch_size=128, n_curve=3),
-        "default": dict(n_train=10000, n_test=5000, epochs=6, batch_size=128, n_curve=9),
-        "full": dict(n_train=60000, n_test=10000, epochs=15, batch_size=256, n_curve=13),
+        "smoke": dict(n_train=500, n_test=300, epochs=1, batch_size=128, n_curve=3, repeats=2),
+        "default": dict(n_train=5000, n_test=2000, epochs=5, batch_size=128, n_curve=7, repeats=3),
+        "full": dict(n_train=60000, n_test=10000, epochs=15, batch_size=256, n_curve=13, repeats=3),
     },
     # 02_elastic_distortions
     "elastic": {
-        "smoke": dict(n_train=500, n_test=500, n_monitor=200, epochs=2, batch_size=128, repeats=1),
+        "smoke": dict(n_train=500, n_test=500, n_monitor=200, epochs=2, batch_size=128, repeats=2),
         "default": dict(n_train=2000, n_test=10000, n_monitor=1000, epochs=40, batch_size=128, repeats=2),
-        "full": dict(n_train=60000, n_test=10000, n_monitor=2000, epochs=40, batch_size=256, repeats=1),
+        "full": dict(n_train=60000, n_test=10000, n_monitor=2000, epochs=40, batch_size=256, repeats=3),
+    },
+    # 07_debugging_and_visualization (n_test: held-out images watched as the validation set)
+    "debugging": {
+        "smoke": dict(n_train=500, n_test=300, n_small=100, epochs=1, long_epochs=2, overfit_epochs=2, repeats=1,
+                      batch_size=128),
+        "default": dict(n_train=4000, n_test=2000, n_small=500, epochs=6, long_epochs=40, overfit_epochs=30,
+                        repeats=3, batch_size=128),
+        "full": dict(n_train=20000, n_test=10000, n_small=1000, epochs=10, long_epochs=60, overfit_epochs=30,
+                     repeats=3, batch_size=128),
+    },
+    # 05_resnets: plain vs residual nets of two depths (6n+2) and width (first stage's channels; the paper's 16).
+    "resnets": {
+        "smoke": dict(n_train=256, n_test=500, n_monitor=250, epochs=1, batch_size=64, repeats=2, width=4,
+                      depth_shallow=8, depth_deep=14),
+        "default": dict(n_train=6400, n_test=5000, n_monitor=500, epochs=4, batch_size=128, repeats=3, width=8,
+                        depth_shallow=8, depth_deep=20),
+        "full": dict(n_train=50000, n_test=10000, n_monitor=10000, epochs=30, batch_size=128, repeats=1, width=16,
+                     depth_shallow=20, depth_deep=56),
+    },
+    # 03_alexnet_ablations: five cifar_alexnet variants on a small budget (n_train x epochs) and in long runs
+    # (n_capacity x capacity_epochs); width: cifar_alexnet's channel multiplier.
+    "alexnet_ablations": {
+        "smoke": dict(n_train=256, epochs=1, n_capacity=128, capacity_epochs=2, n_test=500, repeats=2,
+                      batch_size=128, width=0.25),
+        "default": dict(n_train=2000, epochs=4, n_capacity=500, capacity_epochs=30, n_test=2000, repeats=3,
+                        batch_size=128, width=0.5),
+        "full": dict(n_train=50000, epochs=30, n_capacity=10000, capacity_epochs=60, n_test=10000, repeats=3,
+                     batch_size=128, width=0.5),
+    },
+    # 04_googlenet_inception: cifar_googlenet against cifar_alexnet on one budget; widths: their multipliers.
+    "googlenet": {
+        "smoke": dict(n_train=256, epochs=1, n_test=500, repeats=2, batch_size=128, googlenet_width=0.125,
+                      alexnet_width=0.25),
+        "default": dict(n_train=2000, epochs=6, n_test=2000, repeats=2, batch_size=128, googlenet_width=0.25,
+                        alexnet_width=0.5),
+        "full": dict(n_train=50000, epochs=30, n_test=10000, repeats=3, batch_size=128, googlenet_width=0.25,
+                     alexnet_width=0.5),
+    },
+    # 06_optimization_tricks: n_val held out of the training split; n_small, small_epochs: section 5 (generalization);
+    # n_trials x search_seeds per search strategy; lr_steps, range_steps: the halving rule's runs, the range test;
+    # bo_steps: steps of the 1-D Bayesian-optimization picture.
+    "optimization": {
+        "smoke": dict(n_train=300, n_val=300, n_small=300, epochs=1, repeats=2, batch_size=64, small_epochs=2,
+                      n_trials=4, search_seeds=2, lr_steps=10, range_steps=30, bo_steps=2),
+        "default": dict(n_train=2000, n_val=2000, n_small=1000, epochs=5, repeats=3, batch_size=64, small_epochs=10,
+                        n_trials=16, search_seeds=3, lr_steps=40, range_steps=100, bo_steps=6),
+        "full": dict(n_train=20000, n_val=10000, n_small=5000, epochs=10, repeats=3, batch_size=128, small_epochs=30,
+                     n_trials=30, search_seeds=5, lr_steps=100, range_steps=200, bo_steps=8),
     },
 }
 
@@ -49,6 +97,12 @@ PARAMETERS = {
     "invariance": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0"},
     "elastic": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0", "alpha": "number>=0",
                 "sigma": "number>0"},
+    "debugging": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0"},
+    "resnets": {"dataset": ("cifar10", "digits"), "seed": "int>=0", "lr": "number>0",
+                "schedule": (None, "step", "cosine", "linear", "constant")},
+    "alexnet_ablations": {"dataset": ("cifar10", "digits"), "seed": "int>=0", "lr": "number>0"},
+    "googlenet": {"dataset": ("cifar10", "digits"), "seed": "int>=0", "lr": "number>0"},
+    "optimization": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0"},
 }
 
 

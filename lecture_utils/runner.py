@@ -1,40 +1,120 @@
 """Batch runs of the notebooks with papermill, and a summary of what each one measured.
 
-Each notebook runs in a worker process of its own (``python -m lecture_utils.runner``)
+Each notebook runs in a worker process of its own (``lecture_utils.worker``)
 under a time limit: a notebook that fails, hangs or runs past its limit costs
 that notebook only. Its executed copy is kept either way, for inspection.
+Ctrl-C, SIGTERM (a CI cancel, ``timeout``) and SIGHUP (a closed terminal)
+stop the running notebook, mark it interrupted and write the summary; worker
+and kernel never outlive the runner, even one killed with SIGKILL.
+
+``run_notebook`` runs one notebook and returns its ``Result``: the unit a
+distributed runner calls.
 """
 
+import contextlib
+import datetime
+import difflib
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lecture_utils.profiles import ENV_VAR as PROFILE_ENV
 from lecture_utils.profiles import TIME_LIMITS, get_profile
-from lecture_utils.record import read_records
+from lecture_utils.record import format_value, read_record_items
+from lecture_utils.summary import summary_markdown, write_summary
+from lecture_utils.worker import executed_cells, user_cell_index
 
 PROGRESS_ENV = "LECTURE_PROGRESS"  # train.PROGRESS_ENV; not imported from there, to keep torch out of the worker
 
 STATUSES = ("ok", "failed", "timed out", "interrupted")
 GRACE_SECONDS = 5  # after SIGTERM, before SIGKILL
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+__all__ = ["Result", "find_notebooks", "notebook_parameters", "check_parameters", "run_notebook", "run_all",
+           "summary_markdown"]
 
 
 @dataclass
 class Result:
-    """How one notebook's run went."""
+    """How one notebook's run went (a row of the summary)."""
 
     notebook: str
     status: str  # one of STATUSES
     seconds: float
     output: str
     error: str = ""
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # what it recorded, raw values (rates as fractions)
+    recorded: dict = field(default_factory=dict)  # the same as the notebook shows them ("3.92%")
+    profile: str = ""
+    date: str = ""  # when it finished, UTC, ISO 8601
+    dataset: str = ""  # the data set that ran (recorded by load_data), "" if none was recorded
+    dataset_requested: str = ""
+    fallback: bool = False  # the data set that ran is not the one requested
+    stopped_by: str = ""  # the signal that interrupted it (SIGINT for Ctrl-C, SIGTERM, SIGHUP)
+
+    def as_row(self):
+        return asdict(self)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal during a batch run: handled like Ctrl-C."""
+
+    def __init__(self, signum=signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt():
+    """While notebooks run, SIGINT, SIGTERM and SIGHUP raise ``Interrupted``; signals after the first are ignored.
+
+    The first signal stops the running notebook; later ones must not cut the
+    cleanup and the summary short. Outside the main thread signals cannot be handled: nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield fired
+    finally:
+        fired.append(None)  # from here on, ignored until the old handlers are back
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _nearest(name, candidates, n=3):
+    return difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
+
+
+def _missing_path_message(p, default_dir):
+    """``p`` does not exist: say so and name the nearest notebooks (or folders) beside it or in ``default_dir``."""
+    folders = [f for f in (p.parent, Path(default_dir)) if f.is_dir()]
+    candidates = {}
+    for folder in folders:
+        for q in sorted(folder.iterdir()):
+            if not q.name.startswith(".") and (q.suffix == ".ipynb" or q.is_dir()):
+                candidates.setdefault(q.name, q)
+    close = _nearest(p.name, list(candidates))
+    message = f"{p} does not exist"
+    if close:
+        message += "; did you mean " + " or ".join(str(candidates[c]) for c in close) + "?"
+    return message
 
 
 def find_notebooks(paths, default_dir):
@@ -46,6 +126,8 @@ def find_notebooks(paths, default_dir):
             found += sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
         elif p.suffix == ".ipynb" and p.is_file():
             found.append(p)
+        elif not p.exists():
+            raise ValueError(_missing_path_message(p, default_dir))
         else:
             raise ValueError(f"{p} is not a notebook (.ipynb) or a folder of notebooks")
     if not found:
@@ -54,87 +136,146 @@ def find_notebooks(paths, default_dir):
 
 
 def notebook_parameters(path):
-    """The names in a notebook's ``parameters`` cell (empty if it has none)."""
-    import papermill
+    """The parameters of a notebook's ``parameters`` cell, in order: papermill's ``Parameter``s (name, type, default,
+    help).
 
-    return set(papermill.inspect_notebook(str(path)))
+    Read as Python whatever the notebook's kernel metadata says (or lacks);
+    a file that is not a notebook raises ValueError.
+    """
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    try:
+        with warnings.catch_warnings():  # cells without ids (older nbformat) are fine here
+            warnings.simplefilter("ignore")
+            nb = nbformat.read(str(path), as_version=4)
+    except Exception as err:  # nbformat raises several kinds for a broken file
+        raise ValueError(f"{path} is not a readable notebook: {type(err).__name__}: {err}") from None
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return PythonTranslator.inspect(cells[0]) if cells else []
 
 
 def check_parameters(notebooks, parameters):
-    """``{notebook: its parameters}``: each notebook gets the ``-p`` names its parameters cell has.
+    """``({notebook: its -p values}, {notebook: why it cannot be read})``, before anything runs.
 
-    A name no notebook has (a typo) is a ValueError listing the known ones,
-    before anything runs; ``PROFILE`` is set with ``--profile``, not ``-p``.
+    Each notebook gets the ``-p`` names its parameters cell has. A name no
+    notebook has (a typo) is a ValueError suggesting the nearest and listing
+    the known ones; ``PROFILE`` is set with ``--profile``, not ``-p``.
     """
     if "PROFILE" in parameters:
         raise ValueError("set the profile with --profile, not -p PROFILE")
-    known = {nb: notebook_parameters(nb) for nb in notebooks}
-    everything = set().union(*known.values())
+    known, unreadable = {}, {}
+    for nb in notebooks:
+        try:
+            known[nb] = {p.name for p in notebook_parameters(nb)}
+        except ValueError as err:
+            unreadable[nb] = str(err)
+            known[nb] = set()
+    everything = set().union(*known.values()) - {"PROFILE"}
     unknown = sorted(set(parameters) - everything)
     if unknown:
-        raise ValueError(f"unknown parameter {', '.join(unknown)}: the notebooks' parameters are "
+        hints = [f"{u} (did you mean {_nearest(u, everything, 1)[0]}?)" if _nearest(u, everything, 1) else u
+                 for u in unknown]
+        raise ValueError(f"unknown parameter {', '.join(hints)}: the notebooks' parameters are "
                          f"{', '.join(sorted(everything)) or 'none'}")
-    return {nb: {k: v for k, v in parameters.items() if k in known[nb]} for nb in notebooks}
+    return {nb: {k: v for k, v in parameters.items() if k in known[nb]} for nb in notebooks}, unreadable
+
+
+def check_out_dir(out_dir):
+    """Create ``out_dir`` and make sure files can be written there; else a one-line ValueError naming the folder."""
+    out_dir = Path(out_dir)
+    existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"cannot write to --out {out_dir}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        where = "it is" if existing == out_dir else f"{existing} is"
+        raise ValueError(f"cannot write to --out {out_dir}: {where} read-only; choose a writable --out folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write to --out {out_dir}: {err.strerror or err}; "
+                         "choose a writable --out folder") from None
 
 
 def run_notebook(path, profile, out_dir, parameters=None, timeout=None):
-    """Execute one notebook in a worker process, in the notebook's folder; never raises for a cell error.
+    """Execute one notebook in a worker process, in the notebook's folder: its ``Result`` (no raise for a cell error).
 
-    The worker is stopped after ``timeout`` seconds (None: no limit); the
-    executed copy so far is kept, with a note at its top.
+    The worker is stopped after ``timeout`` seconds (None: no limit), or on
+    Ctrl-C / SIGTERM / SIGHUP; the executed copy so far is kept, with a note
+    at its top. The temporary folder is removed in every case (by the worker if this process dies).
     """
     path = Path(path).resolve()
     out = Path(out_dir).resolve() / path.name
     if out == path:
         raise ValueError(f"the executed copy of {path} would overwrite it: choose another --out folder")
     package_root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, PROFILE_ENV: profile, PROGRESS_ENV: "0",
-           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    stopped_by = ""
     with tempfile.TemporaryDirectory(prefix="lecture_run_") as tmp:
-        job = {"input": str(path), "output": str(out), "result": str(Path(tmp) / "result.json"),
+        env = {**os.environ, PROFILE_ENV: profile, PROGRESS_ENV: "0", "JUPYTER_RUNTIME_DIR": str(Path(tmp) / "jupyter"),
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        job = {"input": str(path), "output": str(out), "result": str(Path(tmp) / "result.json"), "tmp": tmp,
+               "parent": os.getpid(),
                "parameters": repr({"PROFILE": profile, **(parameters or {})})}  # Python literals, read back as such
         log = Path(tmp) / "worker.log"
-        start = time.perf_counter()
-        with open(log, "wb") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "lecture_utils.runner", json.dumps(job)], env=env,
-                                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-            status, error = _wait(proc, timeout)
-        seconds = time.perf_counter() - start
-        if status == "timed out":
-            error = _mark_timed_out(out, timeout)
-        elif status == "ok":
+        start, started_at = time.perf_counter(), time.time()
+        proc = None
+        try:
+            with open(log, "wb") as log_file:
+                proc = subprocess.Popen([sys.executable, "-m", "lecture_utils.worker", json.dumps(job)], env=env,
+                                        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                proc.wait(timeout=timeout)
             status, error = _worker_outcome(proc.returncode, Path(job["result"]), log)
-    return Result(path.stem, status, round(seconds, 1), str(out), error, _metrics(out))
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            status, error = "timed out", _mark_stopped(out, "Timed out", f"after {timeout:g} s",
+                                                       "stopped this notebook (`--timeout`)")
+        except KeyboardInterrupt as err:
+            _stop(proc)
+            stopped_by = err.args[0] if isinstance(err, Interrupted) else "SIGINT"
+            how = "Ctrl-C" if stopped_by == "SIGINT" else stopped_by
+            where = _mark_stopped(out, f"Interrupted ({how})", f"after {time.perf_counter() - start:.0f} s",
+                                  "was stopped while this notebook ran")
+            status, error = "interrupted", f"{how} {where}"
+        seconds = time.perf_counter() - start
+    return _result(path.stem, status, seconds, out, error, profile, stopped_by, since=started_at)
 
 
-def _wait(proc, timeout):
-    """Wait for the worker: ("ok", "") when it exits, ("timed out"/"interrupted", error) when stopped."""
-    try:
-        proc.wait(timeout=timeout)
-        return "ok", ""
-    except subprocess.TimeoutExpired:
-        _stop(proc)
-        return "timed out", ""
-    except KeyboardInterrupt:
-        _stop(proc)
-        return "interrupted", "interrupted (Ctrl-C) before it finished"
+def _result(name, status, seconds, out, error, profile, stopped_by="", since=None):
+    """The ``Result``, with what the executed copy ``out`` recorded if it was written ``since`` (a time.time()).
+
+    A copy left by an earlier run (this run failed before writing one) is not read; ``since=None``: nothing is read.
+    """
+    items = _records(out) if since is not None and _mtime(out) >= since - 1 else {}
+    metrics = {k: v["value"] for k, v in items.items()}
+    recorded = {k: format_value(v["value"], v["percent"]) for k, v in items.items()}
+    used, requested = str(metrics.get("dataset", "")), str(metrics.get("dataset_requested", ""))
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Result(name, status, round(seconds, 1), str(out), error, metrics, recorded, profile, date, used, requested,
+                  is_fallback(used, requested), stopped_by)
+
+
+def is_fallback(used, requested):
+    """Whether the data set that ran is another one than requested; a qualifier (``"cifar10 (JPEG copy)"``) is not."""
+    return bool(used and requested) and used.split(" (")[0].strip() != requested.strip()
 
 
 def _stop(proc):
-    """SIGTERM the worker's process group, SIGKILL it after a grace period.
-
-    Its kernel (a session of its own) notices its parent is gone and exits within a second.
-    """
+    """SIGTERM the worker's process group (the worker then kills its kernel), SIGKILL it after a grace period."""
+    if proc is None or proc.poll() is not None:
+        return
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
+        except (ProcessLookupError, PermissionError):
+            break
         try:
             proc.wait(timeout=GRACE_SECONDS)
             return
         except subprocess.TimeoutExpired:
             continue
+    proc.wait()
 
 
 def _worker_outcome(returncode, result_file, log):
@@ -146,58 +287,71 @@ def _worker_outcome(returncode, result_file, log):
     return "failed", f"the worker exited with code {returncode} before reporting: {tail[0]}"
 
 
-def _mark_timed_out(out, timeout):
-    """Say where the time ran out, and note it at the top of the kept copy (rewritten atomically)."""
+def _mark_stopped(out, headline, when, what):
+    """Say where the notebook was stopped, and note it at the top of the kept copy (rewritten atomically).
+
+    Cells are counted as in the user's notebook: papermill's injected cell is not counted.
+    """
     try:
         nb = json.loads(out.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return f"after {timeout:g} s (no readable executed copy)"
+        return f"{when} (no readable executed copy)"
     where = ""
-    for index, cell in enumerate(nb.get("cells", [])):
+    for index, cell in enumerate(executed_cells(nb)):
         if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
             count = cell.get("execution_count")
-            where = f" in cell {index}" + (f" (In [{count}])" if count else "")
+            where = f" in cell {user_cell_index(nb, index)}" + (f" (In [{count}])" if count else "")
             break
-    note = {"cell_type": "markdown", "metadata": {"tags": ["lecture-utils-timeout"]},
-            "source": f"**Timed out** after {timeout:g} s{where}: `python -m lecture_utils run` stopped this "
-                      "notebook (`--timeout`). The cells below show what ran before."}
+    note = {"cell_type": "markdown", "metadata": {"tags": ["lecture-utils-stopped"]},
+            "source": f"**{headline}** {when}{where}: `python -m lecture_utils run` {what}. "
+                      "The cells below show what ran before."}
     if "id" in (nb.get("cells") or [{}])[0]:
-        note["id"] = "lecture-utils-timeout"
+        note["id"] = "lecture-utils-stopped"
     nb["cells"] = [note, *nb.get("cells", [])]
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, out)
-    return f"after {timeout:g} s{where}"
+    return f"{when}{where}"
 
 
-def _metrics(out):
+def _mtime(path):
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("-inf")
+
+
+def _records(out):
     """What the executed copy recorded; nothing if it is missing or half-written."""
     try:
-        return read_records(out) if out.is_file() else {}
+        return read_record_items(out) if out.is_file() else {}
     except ValueError:
         return {}
 
 
-def summary_markdown(results, profile):
-    """A markdown table of the runs: the README's per-notebook timing table is a copy of this."""
-    lines = [f"Profile `{profile}`", "", "| notebook | status | seconds | recorded |", "| --- | --- | ---: | --- |"]
-    for r in results:
-        recorded = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in r.metrics.items())
-        status = r.status if not r.error else f"{r.status}: {r.error}"
-        lines.append(f"| {r.notebook} | {status.replace('|', '/')} | {r.seconds:.1f} | {recorded} |")
-    return "\n".join(lines) + "\n"
+def _report(result):
+    """The terminal line after a notebook: status, time, the data set that ran, and a fallback in capitals."""
+    line = f"  {result.status} in {result.seconds:.1f}s"
+    if result.dataset:
+        line += f" on {result.dataset}"
+    if result.fallback:
+        line += f" (FALLBACK: {result.dataset_requested} was requested and could not be had)"
+    return line + (f": {result.error}" if result.error else "")
 
 
 def run_all(paths, profile=None, out_dir="runs", stop_on_error=False, parameters=None, default_dir="notebooks",
             timeout=None):
-    """Run the notebooks, write executed copies and ``summary.json`` / ``summary.md`` to ``out_dir``.
+    """Run the notebooks, write executed copies and ``summary.json`` / ``summary.md`` to ``out_dir``; this run's
+    results.
 
     ``timeout``: seconds per notebook (None: the profile's ``TIME_LIMITS``; 0: no limit).
-    A failing or timed-out notebook does not stop the others unless ``stop_on_error``.
+    A failing, unreadable or timed-out notebook does not stop the others unless
+    ``stop_on_error``; Ctrl-C, SIGTERM and SIGHUP stop the run. The summary keeps
+    one row per notebook of ``out_dir``: rows of earlier runs stay for notebooks not run now.
     """
     profile = get_profile(profile)
     notebooks = find_notebooks(paths, default_dir)
-    given = check_parameters(notebooks, parameters or {})
+    given, unreadable = check_parameters(notebooks, parameters or {})
     if timeout is None:
         timeout = TIME_LIMITS[profile]
     if not isinstance(timeout, (int, float)) or timeout < 0:
@@ -206,40 +360,24 @@ def run_all(paths, profile=None, out_dir="runs", stop_on_error=False, parameters
     for nb in notebooks:
         if (out_dir / nb.name).resolve() == nb.resolve():
             raise ValueError(f"the executed copy of {nb} would overwrite it: choose another --out folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir)
     results = []
-    for nb in notebooks:
-        print(f"running {nb} at profile {profile} ...", flush=True)
-        result = run_notebook(nb, profile, out_dir, given[nb], timeout or None)
-        print(f"  {result.status} in {result.seconds:.1f}s" + (f": {result.error}" if result.error else ""), flush=True)
-        results.append(result)
-        if result.status == "interrupted" or (result.status != "ok" and stop_on_error):
-            break
-    (out_dir / "summary.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
-    (out_dir / "summary.md").write_text(summary_markdown(results, profile))
+    with _stop_signals_interrupt():
+        try:
+            for nb in notebooks:
+                print(f"running {nb} at profile {profile} ...", flush=True)
+                if nb in unreadable:
+                    result = _result(nb.stem, "failed", 0.0, out_dir.resolve() / nb.name,
+                                     f"could not run: {unreadable[nb]}", profile)
+                else:
+                    result = run_notebook(nb, profile, out_dir, given[nb], timeout or None)
+                print(_report(result), flush=True)
+                results.append(result)
+                if result.status == "interrupted" or (result.status != "ok" and stop_on_error):
+                    break
+        except KeyboardInterrupt:  # between two notebooks: nothing of theirs to stop; summary, then stop
+            print("  interrupted between notebooks", flush=True)
+            write_summary(out_dir, results)
+            raise
+        write_summary(out_dir, results)
     return results
-
-
-def _worker(job):
-    """In the worker process: execute one notebook with papermill, write how it went to ``job["result"]``."""
-    import ast
-
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    error = ""
-    try:
-        papermill.execute_notebook(job["input"], job["output"], parameters=ast.literal_eval(job["parameters"]),
-                                   cwd=str(Path(job["input"]).parent), kernel_name="python3", progress_bar=False,
-                                   log_output=False)
-    except PapermillExecutionError as err:
-        last = (err.evalue or "").strip().splitlines()
-        error = f"cell {err.cell_index} (In [{err.exec_count}]): {err.ename}: {last[-1] if last else ''}"
-    except Exception as err:  # a broken notebook file, a kernel that died: still a result, not a crash
-        last = (str(err).strip().splitlines() or [""])[-1]
-        error = f"could not run: {type(err).__name__}: {last}"
-    Path(job["result"]).write_text(json.dumps({"error": error}))
-
-
-if __name__ == "__main__":
-    _worker(json.loads(sys.argv[1]))

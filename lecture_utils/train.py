@@ -132,7 +132,7 @@ def evaluate(model, batches, device=None):
 def fit(model, train_batches, val_batches=None, *, epochs, lr, optimizer="sgd", momentum=0.9,
         weight_decay=5e-4, nesterov=True, schedule="cosine", warmup_epochs=0.0, label_smoothing=0.0,
         device=None, progress=None, verbose=True, check_every=None, checkpoint=None, checkpoint_every=1,
-        checkpoint_minutes=None, resume=False):
+        checkpoint_minutes=None, resume=False, penalty=None):
     """Train ``model`` for ``epochs`` over ``train_batches``; return a ``History``.
 
     ``verbose``: print a line every epoch (True), every ``verbose``-th epoch (an int) or never.
@@ -150,8 +150,15 @@ def fit(model, train_batches, val_batches=None, *, epochs, lr, optimizer="sgd", 
     (epochs, lr, schedule, batches per epoch, device...) is refused.
     Ctrl-C (a kernel interrupt) stops at the end of the current step and raises
     ``TrainingInterrupted``, which holds the finished epochs and says how to resume.
+
+    ``penalty``: a function ``model -> scalar tensor`` added to each step's loss
+    before the backward pass (an L1 term on the weights, a sparsity term on
+    hidden units the model kept from its forward pass); ``train_loss`` in the
+    history stays the cross-entropy alone.
     """
     _check_arguments(epochs, lr, schedule, checkpoint_every, checkpoint_minutes)
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"penalty must be a function model -> scalar tensor or None, got {type(penalty).__name__}")
     device = get_device(device)
     model.to(device)
     if device.type == "cuda":
@@ -171,7 +178,7 @@ def fit(model, train_batches, val_batches=None, *, epochs, lr, optimizer="sgd", 
     total, warmup = epochs * steps_per_epoch, int(warmup_epochs * steps_per_epoch)
     run = dict(model=model, opt=opt, device=device, label_smoothing=label_smoothing, steps_per_epoch=steps_per_epoch,
                lr_at=lambda step: learning_rate(schedule, lr, step, total, warmup),
-               check_every=check_every or (25 if device.type == "cuda" else 1))
+               check_every=check_every or (25 if device.type == "cuda" else 1), penalty=penalty)
     where = {"epoch": len(history) + 1, "in_epoch": 0, "step": step}  # the last finished step, for an interrupt
     with _StopAtStepEnd() as stop:
         try:
@@ -217,6 +224,8 @@ def _train_epoch(run, batches, where, stop, history):
         if len(losses) - checked >= run["check_every"]:  # before the update: the weights stay the last good ones
             _check_finite(losses, lrs, checked, where["epoch"], run["steps_per_epoch"], history, x)
             checked = len(losses)
+        if run.get("penalty") is not None:
+            loss = loss + run["penalty"](model)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lecture_utils import augment as A
+from lecture_utils.augment.elastic import _uniform_levels
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_gaussian_matrix_rows_sum_to_one():
 
 def test_noise_levels_are_uniform_with_the_stated_moments():
     # The noise behind the fields: 256 equally likely levels k + 0.5, k in [-128, 127] (then / 128).
-    levels = A._uniform_levels((1_000_000,), seeded(9)).double() / 128
+    levels = _uniform_levels((1_000_000,), seeded(9)).double() / 128
     values, counts = torch.unique(levels, return_counts=True)
     torch.testing.assert_close(values, (torch.arange(-128, 128, dtype=torch.float64) + 0.5) / 128)
     expected = len(levels) / 256
@@ -309,6 +310,61 @@ def test_affine_shear_moves_lower_rows_right():
         x = 10 + (y - 10)
         if 0 <= x < 21:
             assert out[0, 0, y, x] == pytest.approx(1.0)
+
+
+# torchvision's two conventions: its functional `rotate` turns counter-clockwise, as `affine` here does;
+# its functional `affine` turns clockwise and shears the other way. Pinned on real photographs.
+
+
+@pytest.fixture(scope="module")
+def photographs():
+    """scikit-learn's two bundled photographs (china.jpg, flower.jpg), 32x32 crops on an 80x80 zero canvas.
+
+    The zero margin keeps every warped pixel inside both libraries' images: at the
+    edge torchvision blends in its zero fill half a pixel further out than here
+    (SciPy's convention), a difference of boundary handling, not of the warp.
+    """
+    from sklearn.datasets import load_sample_image
+
+    crops = []
+    for name in ("china.jpg", "flower.jpg"):
+        photo = torch.from_numpy(load_sample_image(name).copy()).permute(2, 0, 1).float() / 255
+        crop = torch.nn.functional.avg_pool2d(photo[None, :, 100:228, 200:328], 4)[0]  # 3x32x32
+        crops.append(torch.nn.functional.pad(crop, (24, 24, 24, 24)))
+    return torch.stack(crops)
+
+
+TORCHVISION_CASES = [  # angle, shear, scale, translate
+    (30.0, 0.0, 1.0, (0.0, 0.0)),
+    (0.0, 20.0, 1.0, (0.0, 0.0)),
+    (-40.0, 15.0, 1.2, (3.0, -2.0)),
+    (17.0, -25.0, 0.8, (1.5, 2.5)),
+]
+
+
+@pytest.mark.parametrize("angle, shear, scale, translate", TORCHVISION_CASES)
+def test_affine_is_torchvision_affine_with_angle_and_shear_negated(photographs, angle, shear, scale, translate):
+    tv = pytest.importorskip("torchvision.transforms.v2.functional")
+    from torchvision.transforms import InterpolationMode
+
+    ours = A.affine(photographs, angle=angle, translate=translate, scale=scale, shear=shear)
+    theirs = tv.affine(photographs, angle=-angle, translate=list(translate), scale=scale, shear=[-shear, 0.0],
+                       interpolation=InterpolationMode.BILINEAR)
+    assert ours.abs().sum() > 100  # the photographs are still there
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)  # float rounding of the coordinates only
+    same_signs = tv.affine(photographs, angle=angle, translate=list(translate), scale=scale, shear=[shear, 0.0],
+                           interpolation=InterpolationMode.BILINEAR)
+    assert (ours - same_signs).abs().max() > 0.3  # the signs matter: the unnegated call is far off
+
+
+@pytest.mark.parametrize("angle", [30.0, -65.0, 90.0])
+def test_affine_angle_turns_like_torchvision_rotate(photographs, angle):
+    tv = pytest.importorskip("torchvision.transforms.v2.functional")
+    from torchvision.transforms import InterpolationMode
+
+    theirs = tv.rotate(photographs, angle=angle, interpolation=InterpolationMode.BILINEAR)
+    torch.testing.assert_close(A.affine(photographs, angle=angle), theirs, rtol=0, atol=1e-4)
+    assert (A.affine(photographs, angle=-angle) - theirs).abs().max() > 0.3
 
 
 def test_random_affine_differs_per_image_and_respects_ranges():

@@ -351,11 +351,11 @@ def test_offline_with_nothing_cached_fails_within_seconds(tmp_path, no_network, 
     (["--timeout", "-1"], "give a number of seconds >= 0"),
     (["--timeout", "soon"], "'soon' is not a number of seconds"),
     (["-p", "N TRAIN", "3"], "a parameter name is a Python identifier"),
-    (["-p", "EPOCH", "3"], "unknown parameter EPOCH: the notebooks' parameters are"),
+    (["-p", "EPOCH", "3"], "unknown parameter EPOCH (did you mean EPOCHS?): the notebooks' parameters are"),
     (["-p", "PROFILE", "full"], "set the profile with --profile"),
     (["-p", "EPOCHS", "1", "-p", "EPOCHS", "2"], "-p EPOCHS is given twice"),
     (["--profile", "fast"], "invalid choice: 'fast'"),
-    (["missing.ipynb"], "missing.ipynb is not a notebook"),
+    (["missing.ipynb"], "missing.ipynb does not exist"),
 ])
 def test_bad_command_lines(args, message, capsys, tmp_path):
     out = tmp_path / "runs"

@@ -4,10 +4,13 @@ On Colab the setup cell runs ``%pip install "lecture-utils @ git+<repository>"``
 pip builds a wheel and installs it into site-packages, beside no checkout and
 no ``data/``. This test does the same offline: it builds the wheel from a copy
 of the sources, installs it (not editable, ``--no-deps``) into a fresh virtual
-environment that borrows this interpreter's packages (torch, papermill, ...),
-registers a kernel for that environment and runs a notebook with papermill from
-an empty working directory, with ``HOME`` in a temporary folder, downloads off
-and no ``LECTURE_DATA_DIR``. The notebook must import the installed package, pick
+environment that borrows the packages of the interpreter running pytest (torch,
+papermill, ...) through a ``.pth`` file listing that interpreter's ``sys.path``
+(``--system-site-packages`` would borrow the *base* interpreter's instead, which
+inside a venv or a conda env is not the one holding the packages), registers a
+kernel for that environment and runs a notebook with papermill from an empty
+working directory, with ``HOME`` in a temporary folder, downloads off and no
+``LECTURE_DATA_DIR``. The notebook must import the installed package, pick
 ``~/.cache/lecture_utils`` as its data root, fall back to the embedded digits
 with its banner, and complete at the ``smoke`` profile.
 """
@@ -37,6 +40,30 @@ def run(cmd, **kw):
     assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n" \
                                    f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+def borrowed_paths(exclude):
+    """Folders on this interpreter's ``sys.path`` that hold its packages (venv, conda env or system alike).
+
+    Leaves out the checkout's own folders and anything under ``exclude`` (the package must
+    come from the wheel, not from the sources), but not an environment's site-packages inside
+    the checkout (the README's ``.venv``), and the standard library the new environment has itself.
+    """
+    import sysconfig
+
+    own = {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib")}
+    paths = []
+    for entry in sys.path:
+        path = Path(entry or os.getcwd()).resolve()
+        if not path.is_dir() or path in own or path.parent in own and path.name == "lib-dynload":
+            continue
+        if any(path.is_relative_to(root) for root in exclude):
+            continue
+        if path.is_relative_to(REPO) and not {"site-packages", "dist-packages"} & set(path.parts):
+            continue
+        if path not in paths:
+            paths.append(path)
+    return paths
 
 
 def colab_like_env(home, jupyter_path):
@@ -69,18 +96,22 @@ def test_regular_install_runs_a_notebook_away_from_the_repository(tmp_path):
     wheels = list(dist.glob("lecture_utils-*.whl"))
     assert len(wheels) == 1, wheels
 
-    # 2. A fresh virtual environment; the package installed regularly (not editable) from the wheel.
+    # 2. A fresh virtual environment that sees this interpreter's packages (a .pth file of its sys.path,
+    #    after the venv's own site-packages); the package installed regularly (not editable) from the wheel.
+    #    --without-pip: this interpreter's pip (borrowed too) installs into the venv; no ensurepip needed.
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", venv], timeout=300)
+    run([sys.executable, "-m", "venv", "--without-pip", venv], timeout=300)
     python = venv / "bin" / "python"
     home, work, jupyter_path = tmp_path / "home", tmp_path / "work", tmp_path / "jupyter"
     for d in (home, work, jupyter_path):
         d.mkdir()
     env = colab_like_env(home, jupyter_path)
-    run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "--no-index", wheels[0]],
-        cwd=work, env=env, timeout=300)
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                     cwd=work, env=env).stdout.strip())
+    borrowed = borrowed_paths(exclude=[tmp_path])
+    (site / "borrowed-from-the-test-interpreter.pth").write_text("".join(f"{p}\n" for p in borrowed))
+    run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "--no-index", wheels[0]],
+        cwd=work, env=env, timeout=300)
     assert (site / "lecture_utils" / "__init__.py").is_file()
     assert not list(site.glob("__editable__*lecture_utils*")), "the install must not be editable"
     found = run([python, "-c", "import lecture_utils; print(lecture_utils.__file__)"], cwd=work, env=env).stdout

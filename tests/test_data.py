@@ -69,7 +69,11 @@ def test_fallback_to_digits_shows_a_banner(tmp_path, offline, capsys, monkeypatc
     d = load_data("cifar10", root=tmp_path)
     err = capsys.readouterr().err
     assert "DATA FALLBACK" in err and "cifar10 is not available" in err and "NOT cifar10 numbers" in err
-    assert d.name == "digits" and d.fallback_reason and d.train_images.shape[1:] == (1, 28, 28)
+    assert "resized to 3x32x32" in err
+    assert d.name == "digits" and d.dataset == "digits" and d.requested == "cifar10" and d.fallback_reason
+    assert d.train_images.shape[1:] == (3, 32, 32) and d.train_images.dtype == torch.uint8  # CIFAR models run on it
+    assert torch.equal(d.train_images[:, 0], d.train_images[:, 2]) and d.train_images.max() > 200
+    assert d.classes == tuple("0123456789") and len(d.test_images) == 360
 
 
 def test_no_download_means_no_network(tmp_path, monkeypatch):
@@ -105,16 +109,20 @@ def test_corrupted_file_is_reported_and_left_alone(tmp_path, offline):
 
 
 def test_imagefolder_mirror_is_used_and_named(tmp_path, offline, capsys):
+    classes = data_mod.CIFAR10_CLASSES
     for split, n in (("train", 3), ("test", 2)):
-        for label, cls in enumerate(("airplane", "automobile")):
+        for label, cls in enumerate(classes):
             folder = tmp_path / "cifar10" / split / cls
             folder.mkdir(parents=True)
             for i in range(n):
                 Image.new("RGB", (32, 32), (10 * label + i,) * 3).save(folder / f"{i:04d}.png")
     x, y = load_dataset("cifar10", root=tmp_path)
     assert "ImageFolder mirror" in capsys.readouterr().out
-    assert x.shape == (6, 3, 32, 32) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert x.shape == (30, 3, 32, 32) and y.tolist() == [c for c in range(10) for _ in range(3)]
     assert x[4, 0, 0, 0] == 11  # automobile/0001.png
+    d = load_data("cifar10", root=tmp_path)
+    assert d.name == "cifar10" and d.dataset == "cifar10"  # PNG files: lossless, not called a JPEG copy
+    assert "dataset = cifar10" in capsys.readouterr().out  # recorded for the runner
 
 
 def _real(name):

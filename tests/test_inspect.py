@@ -55,15 +55,48 @@ def test_flops_agree_with_flop_counter_mode_directly():
     assert layer_table(model, (3, 32, 32)).total_flops == counter.get_total_flops() > 0
 
 
-def test_other_mac_conventions_explain_714_691_904(alexnet_table):
-    # The often-quoted 714,691,904 (e.g. from thop) also counts one op per conv
-    # bias add and two per element of the adaptive average pool's output;
-    # FlopCounterMode counts neither.
-    rows = {r["name"]: r for r in alexnet_table.rows}
-    convs = [r for r in alexnet_table.rows if r["type"] == "Conv2d"]
-    bias_adds = sum(r["activation_bytes"] // 4 for r in convs)  # one per output element
-    avgpool = 2 * rows["avgpool"]["activation_bytes"] // 4
-    assert alexnet_table.total_macs + bias_adds + avgpool == 714_691_904
+def mac_parts(table):
+    """The per-element ops other counters add, from layer_table's rows (float32: 4 bytes per element)."""
+    rows = {r["name"]: r for r in table.rows}
+    conv_out = sum(r["activation_bytes"] // 4 for r in table.rows if r["type"] == "Conv2d")
+    linear_out = sum(r["activation_bytes"] // 4 for r in table.rows if r["type"] == "Linear")
+    return {"biases": conv_out + linear_out, "avgpool": rows["avgpool"]["activation_bytes"] // 4}
+
+
+# What each counter gave for AlexNet at 224x224 (bench/count_macs.py, which checks the same sums).
+OTHER_COUNTERS = {
+    "fvcore": 714_197_696,  # + 1 per adaptive-avg-pool element
+    "thop": 714_206_912,  # + 2 per adaptive-avg-pool element
+    "ptflops_aten": 714_682_664,  # + 1 per bias add
+    "torchinfo": 714_682_664,  # + 1 per bias add
+}
+
+
+def test_other_mac_counters_add_per_element_ops_on_top(alexnet_table):
+    base, parts = alexnet_table.total_macs, mac_parts(alexnet_table)
+    assert parts == {"biases": 484_992 + 9_192, "avgpool": 256 * 6 * 6}
+    assert OTHER_COUNTERS["fvcore"] == base + parts["avgpool"]
+    assert OTHER_COUNTERS["thop"] == base + 2 * parts["avgpool"]
+    assert OTHER_COUNTERS["ptflops_aten"] == OTHER_COUNTERS["torchinfo"] == base + parts["biases"]
+
+
+@pytest.mark.parametrize("counter", sorted(OTHER_COUNTERS))
+def test_other_mac_counters_when_installed(counter):
+    """The live measurement, where the bench extra is installed (skipped without it)."""
+    model, x = torchvision.models.alexnet(weights=None).eval(), torch.zeros(1, 3, 224, 224)
+    if counter == "fvcore":
+        analysis = pytest.importorskip("fvcore.nn").FlopCountAnalysis(model, x)
+        analysis.unsupported_ops_warnings(False)
+        total = analysis.total()
+    elif counter == "thop":
+        total = int(pytest.importorskip("thop").profile(model, inputs=(x,), verbose=False)[0])
+    elif counter == "ptflops_aten":
+        ptflops = pytest.importorskip("ptflops")
+        total = ptflops.get_model_complexity_info(model, (3, 224, 224), as_strings=False,
+                                                  print_per_layer_stat=False, backend="aten")[0]
+    else:
+        total = pytest.importorskip("torchinfo").summary(model, input_size=(1, 3, 224, 224), verbose=0).total_mult_adds
+    assert total == OTHER_COUNTERS[counter]
 
 
 def test_googlenet_macs_match_torchvision_table():
@@ -149,3 +182,52 @@ def test_count_parameters_trainable_only():
 def test_bad_input_size_raises(bad):
     with pytest.raises(ValueError, match=r"3 or 4 positive ints.*\(3, 224, 224\)"):
         layer_table(cifar_resnet(8), bad)
+
+
+def test_a_module_called_several_times_counts_every_call():
+    # torchvision's ResNets reuse one ReLU per block: each call's output is memory of its own.
+    model = torchvision.models.resnet18(weights=None)
+    seen = []  # an independent tally: every leaf module call's output, through a global hook
+
+    def hook(module, inputs, output):
+        if not list(module.children()):
+            seen.append(output.numel() * output.element_size())
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, 224, 224))
+    finally:
+        handle.remove()
+    t = layer_table(model, (3, 224, 224))
+    assert t.total_activation_bytes == sum(seen) == 29_910_944  # 26.9 MB if each module counted once
+    rows = {r["name"]: r for r in t.rows}
+    relu = rows["layer1.0.relu"]
+    assert (relu["calls"], relu["output_shape"]) == (2, "(1, 64, 56, 56) x2")
+    assert relu["activation_bytes"] == 2 * 64 * 56 * 56 * 4
+    assert rows["conv1"]["calls"] == 1 and rows["conv1"]["output_shape"] == "(1, 64, 112, 112)"
+    assert "(1, 64, 56, 56) x2" in str(t)
+
+
+class Reused(nn.Module):
+    """One Linear applied twice and one ReLU three times, on outputs of different shapes."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        x = self.relu(x.flatten(1))
+        x = self.relu(self.fc(self.fc(x)))
+        return self.relu(x[:, :2])
+
+
+def test_reused_modules_sum_work_and_list_differing_shapes():
+    t = layer_table(Reused(), (1, 2, 2))
+    rows = {r["name"]: r for r in t.rows}
+    assert rows["fc"]["calls"] == 2 and rows["fc"]["macs"] == 2 * 4 * 4
+    assert rows["fc"]["params"] == 4 * 4 + 4  # parameters once, however often it runs
+    assert rows["relu"]["calls"] == 3 and rows["relu"]["output_shape"] == "(1, 4); (1, 4); (1, 2)"
+    assert rows["relu"]["activation_bytes"] == (4 + 4 + 2) * 4
+    assert [r["name"] for r in t.rows] == ["relu", "fc"]  # in order of first call

@@ -211,3 +211,42 @@ def test_structure_check_catches_a_missing_parameters_cell():
     del nb.cells[1]
     assert any("setup cell" in p for p in nbclean.structure_problems(nb, "x.ipynb", REPO_URL))
     assert any("badge" in p for p in nbclean.structure_problems(clean_notebook("x.ipynb"), "y.ipynb", REPO_URL))
+
+
+@pytest.mark.parametrize("text, paths", [
+    ("mnist train: 60,000 images from torchvision mnist files in /work/main/data\n", ["/work"]),
+    ("loaded /home/alice/convnets-ii/data/MNIST\n", ["/home/alice"]),
+    ("/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/torch/x.py:3: UserWarning: w\n", ["/root"]),
+    ("wrote /tmp/tmpab12cd/run.pt\n", ["/tmp"]),
+    ("cache in /var/folders/xy/T/lecture\n", ["/var/folders"]),
+    ("C:\\Users\\bob\\data\\MNIST\n", ["C:\\Users\\bob"]),
+])
+def test_check_flags_absolute_machine_paths_in_outputs(tmp_path, text, paths):
+    nb = clean_notebook("paths.ipynb")
+    nb.cells[-1].outputs.insert(1, new_output("stream", name="stderr", text=text))
+    path = tmp_path / "paths.ipynb"
+    nbformat.write(nb, path)
+    found = [p for p in nbclean.noise_problems(read(path)) if "absolute path" in p]
+    assert len(found) == 1 and all(p in found[0] for p in paths), found
+    check = run_cleaner("--check", path)
+    assert check.returncode == 1 and "absolute path of the machine" in check.stdout, check.stdout
+
+
+@pytest.mark.parametrize("text", [
+    "from torchvision mnist files in data/ (the repository's data/)\n",
+    "data root ~/.cache/lecture_utils\n", "data root $LECTURE_DATA_DIR/MNIST\n",
+    "see https://github.com/cmu-10707/convnets-ii/tree/main/work/tmp and runs/tmp/x\n",
+    "/homework and /workspace are other folders\n",
+])
+def test_check_passes_relative_and_portable_paths(tmp_path, text):
+    nb = clean_notebook("portable.ipynb")
+    nb.cells[-1].outputs.insert(1, new_output("stream", name="stderr", text=text))
+    assert not [p for p in nbclean.noise_problems(nb) if "absolute path" in p]
+
+
+def test_check_flags_the_checkout_and_home_wherever_they_are(monkeypatch):
+    monkeypatch.setattr(nbclean, "CHECKOUT", Path("/srv/courses/convnets-ii"))
+    monkeypatch.setenv("HOME", "/data/users/carol")
+    assert nbclean.machine_paths("in /srv/courses/convnets-ii/data and /data/users/carol/x\n") == \
+        ["/data/users/carol", "/srv/courses/convnets-ii"]
+    assert nbclean.machine_paths("in /srv/courses/convnets-iii\n") == []

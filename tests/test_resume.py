@@ -163,11 +163,30 @@ def test_loading_never_unpickles_arbitrary_objects(tmp_path):
     assert not Evil.marker.exists()
 
 
+# Unpickling that is vetted: CIFAR-10's python batches are pickles (torchvision reads them so too); they
+# are unpickled only after each file's MD5 matched torchvision's, never a user's file as it comes.
+VETTED_UNPICKLING = {("data.py", "_decode_cifar"): "_verify("}
+
+
 def test_no_unsafe_loading_anywhere_in_the_package():
+    import ast
+
     package = Path(ckpt_mod.__file__).parent
+    unsafe = re.compile(r"^\s*(import|from)\s+(c?pickle|dill|joblib)\b", re.M)
     for source in package.rglob("*.py"):
         text = source.read_text()
-        assert not re.search(r"^\s*(import|from)\s+(c?pickle|dill|joblib)\b", text, re.M), source
+        vetted = []
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = ast.get_source_segment(text, node)
+                must = VETTED_UNPICKLING.get((source.name, node.name))
+                if must and unsafe.search(body):
+                    assert must in body.split("pickle.loads")[0], f"{source.name}:{node.name} must check first"
+                    vetted.append(body)
+        rest = text
+        for body in vetted:
+            rest = rest.replace(body, "")
+        assert not unsafe.search(rest), source
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (source, call)
 
@@ -199,3 +218,70 @@ def test_checkpoint_every_and_minutes(digits, tmp_path, monkeypatch):
         train(digits, epochs=1, checkpoint=tmp_path / "d.pt", checkpoint_every=0)
     with pytest.raises(ValueError, match="checkpoint_minutes must be a positive number"):
         train(digits, epochs=1, checkpoint=tmp_path / "d.pt", checkpoint_minutes=-1)
+
+
+def dead_pid():
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def plant_temporaries(folder):
+    """Partial files as killed saves of run.pt leave them, and neighbours that are not stale ones of run.pt."""
+    stale = [f".run.pt.{dead_pid()}-k3x_9q2a.tmp",  # a writer killed with kill -9
+             ".run.pt.abcd1234.tmp"]  # the name saves used before the pid was part of it
+    kept = [f".run.pt.{os.getppid()}-zz00zz00.tmp",  # a writer still running (our parent process)
+            ".run.pt.x.abcd1234.tmp",  # a partial save of the checkpoint "run.pt.x"
+            ".other.pt.abcd1234.tmp", "run.pt.tmp", ".run.pt.tmp", "notes.txt", "run.pt.bak"]
+    for name in stale + kept:
+        (folder / name).write_bytes(b"half a checkpoint" * 1000)
+    return set(kept)
+
+
+def test_a_save_removes_partial_files_that_killed_saves_left(digits, tmp_path, capsys):
+    kept = plant_temporaries(tmp_path)
+    path = tmp_path / "run.pt"
+    save_atomic({"format": FORMAT}, path)
+    assert {p.name for p in tmp_path.iterdir()} == kept | {"run.pt"}
+    assert "removed 2 partial checkpoint file(s) (0.0 MB)" in capsys.readouterr().out
+    for name in kept:  # untouched, contents and all
+        assert (tmp_path / name).read_bytes() == b"half a checkpoint" * 1000
+
+
+def test_a_resume_removes_them_before_training(digits, tmp_path, capsys):
+    path = tmp_path / "run.pt"
+    train(digits, epochs=1, checkpoint=path)
+    kept = plant_temporaries(tmp_path)
+    capsys.readouterr()
+    before = snapshot(path)
+    train(digits, epochs=1, checkpoint=path, resume=True)  # the run is done: it returns at once, saving nothing
+    assert snapshot(path) == before  # so the resume itself cleaned up
+    assert "removed 2 partial checkpoint file(s)" in capsys.readouterr().out
+    assert {p.name for p in tmp_path.iterdir()} == kept | {"run.pt"}
+
+
+def test_a_sigkilled_save_leaves_a_temporary_file_the_next_save_removes(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "big.pt"
+    # A child writes a large checkpoint slowly (many small tensors) and is killed mid-write.
+    code = ("import sys, torch; from lecture_utils.checkpoint import save_atomic;"
+            "save_atomic({'format': 'x', 'w': [torch.zeros(2**14) for _ in range(2000)]}, sys.argv[1])")
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".big.pt.*.tmp")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.01)
+    child.kill()
+    child.wait()
+    leftovers = list(tmp_path.glob(".big.pt.*.tmp"))
+    if not leftovers:
+        pytest.skip("the child finished its save before it could be killed")
+    assert not path.exists()
+    save_atomic({"format": FORMAT}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["big.pt"]

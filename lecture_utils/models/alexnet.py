@@ -20,17 +20,18 @@ from typing import Iterable, NamedTuple, Sequence, Tuple
 import torch
 from torch import nn
 
-__all__ = ["AlexNet", "alexnet", "cifar_alexnet", "IMAGENET_CONVS", "CIFAR_CONVS"]
+__all__ = ["AlexNet", "alexnet", "cifar_alexnet", "IMAGENET_CONVS", "KRIZHEVSKY2012_CONVS", "CIFAR_CONVS"]
 
 
 class ConvSpec(NamedTuple):
-    """One conv layer of the paper: its shape and whether a max-pool follows it."""
+    """One conv layer of the paper: its shape, whether a max-pool follows it, its groups."""
 
     out_channels: int
     kernel_size: int
     stride: int
     padding: int
     pool_after: bool
+    groups: int = 1
 
 
 # torchvision's AlexNet ("One weird trick", Krizhevsky 2014): 64-192-384-256-256
@@ -42,6 +43,20 @@ IMAGENET_CONVS = (
     ConvSpec(256, 3, 1, 1, False),
     ConvSpec(256, 3, 1, 1, True),
 )
+
+# Krizhevsky et al. 2012 as published: 96-256-384-384-256 maps, split over two
+# GPUs. Conv2, conv4 and conv5 see only the maps on their own GPU (groups=2);
+# conv1, conv3 and the FC layers connect across both. (Its local response
+# normalization has no parameters and is left out.) 60,965,224 parameters.
+KRIZHEVSKY2012_CONVS = (
+    ConvSpec(96, 11, 4, 2, True),
+    ConvSpec(256, 5, 1, 2, True, groups=2),
+    ConvSpec(384, 3, 1, 1, False),
+    ConvSpec(384, 3, 1, 1, False, groups=2),
+    ConvSpec(256, 3, 1, 1, True, groups=2),
+)
+# Layer widths by name, for ``alexnet(widths=...)``.
+WIDTHS = {"torchvision": IMAGENET_CONVS, "2012": KRIZHEVSKY2012_CONVS}
 
 # CIFAR (32x32): same widths and pooling positions, but every conv is 3x3 /
 # stride 1 (a 32x32 image has no room for an 11x11 stride-4 stem), and 2x2
@@ -65,7 +80,13 @@ def _validate_remove(remove: Iterable[int]) -> Tuple[int, ...]:
             f"remove must be a collection of layer numbers (1-5 conv, 6-7 hidden FC) "
             f"such as (3, 4) or (7,), got {remove!r}"
         )
-    layers = tuple(remove)
+    try:
+        layers = tuple(remove)
+    except TypeError:
+        raise ValueError(
+            f"remove must be a collection of layer numbers (1-5 conv, 6-7 hidden FC) "
+            f"such as (3, 4) or (7,), got {remove!r}"
+        ) from None
     bad = [n for n in layers if isinstance(n, bool) or not isinstance(n, Integral) or not 1 <= n <= 7]
     if bad:
         raise ValueError(
@@ -87,6 +108,8 @@ class AlexNet(nn.Module):
     Removing conv layer k drops its conv + ReLU but keeps its max-pool, so the
     feature maps keep their size and the next conv simply takes conv k-1's
     channels. Removing FC6 (or FC7) makes the next FC layer take its input.
+    A conv's ``groups`` (``ConvSpec.groups``) splits its input and output maps
+    into that many halves that do not see each other, as on Krizhevsky's two GPUs.
     """
 
     def __init__(
@@ -111,8 +134,13 @@ class AlexNet(nn.Module):
         channels = in_channels
         for number, spec in zip(_CONV_LAYERS, convs):
             if number not in self.removed:
+                if channels % spec.groups or spec.out_channels % spec.groups:
+                    raise ValueError(
+                        f"conv{number} with groups={spec.groups} needs input and output channels divisible "
+                        f"by {spec.groups}, got {channels} -> {spec.out_channels}"
+                    )
                 features[f"conv{number}"] = nn.Conv2d(
-                    channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding
+                    channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding, groups=spec.groups
                 )
                 features[f"relu{number}"] = nn.ReLU(inplace=True)
                 channels = spec.out_channels  # the next conv is rewired to these channels
@@ -140,13 +168,27 @@ class AlexNet(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
-def alexnet(num_classes: int = 1000, remove: Iterable[int] = ()) -> AlexNet:
-    """torchvision's AlexNet for 224x224 images; ``remove`` drops paper layers 1-7."""
-    return AlexNet(num_classes=num_classes, remove=remove)
+def alexnet(
+    num_classes: int = 1000, remove: Iterable[int] = (), widths: str = "torchvision", grouped: bool = False
+) -> AlexNet:
+    """AlexNet for 224x224 images; ``remove`` drops paper layers 1-7.
+
+    ``widths="torchvision"`` (default): torchvision's single-GPU 64-192-384-256-256
+    maps, 61,100,840 parameters. ``widths="2012"``: the published 96-256-384-384-256.
+    ``grouped=True`` splits conv2, conv4 and conv5 into two groups, as on the
+    paper's two GPUs (``widths="2012", grouped=True`` is the published net).
+    """
+    if widths not in WIDTHS:
+        raise ValueError(f"widths must be one of {', '.join(map(repr, WIDTHS))}, got {widths!r}")
+    if not isinstance(grouped, bool):
+        raise ValueError(f"grouped must be True or False, got {grouped!r}")
+    convs = [spec._replace(groups=2 if grouped and number in (2, 4, 5) else 1)
+             for number, spec in zip(_CONV_LAYERS, WIDTHS[widths])]
+    return AlexNet(num_classes=num_classes, remove=remove, convs=convs)
 
 
 def cifar_alexnet(
-    num_classes: int = 10, remove: Iterable[int] = (), width: float = 0.5, hidden: int = 512
+    num_classes: int = 10, remove: Iterable[int] = (), width: float = 0.5, hidden: int = 512, dropout: float = 0.5
 ) -> AlexNet:
     """AlexNet for 32x32 images: 3x3 convs, 2x2 pools to 4x4, channels scaled by ``width``.
 
@@ -154,8 +196,12 @@ def cifar_alexnet(
     trains at a few hundred images/s on two CPU cores; ``width=1.0, hidden=1024``
     gives AlexNet's full 64-192-384-256-256 maps (7.5M parameters, ~3.5x slower).
     """
-    if width <= 0:
-        raise ValueError(f"width must be positive, got {width!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a positive number (1.0: AlexNet's 64-192-384-256-256 maps), got {width!r}")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ValueError(f"hidden must be a positive int (the width of FC6 and FC7), got {hidden!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1) (the paper's 0.5), got {dropout!r}")
     convs = [spec._replace(out_channels=max(1, round(spec.out_channels * width))) for spec in CIFAR_CONVS]
     return AlexNet(
         num_classes=num_classes,
@@ -165,4 +211,5 @@ def cifar_alexnet(
         pool_stride=2,
         pooled_size=4,
         hidden=hidden,
+        dropout=dropout,
     )

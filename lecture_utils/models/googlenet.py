@@ -39,6 +39,11 @@ class Inception(nn.Module):
     3x3 kernel in the "5x5" branch (a known bug kept for its pretrained weights,
     pytorch/vision#906). We copy it so the parameter count matches torchvision's
     6,624,904; pass 5 for the paper's block.
+
+    ``reduce=False`` builds the paper's naive module (Figure 2a) for comparison:
+    the 3x3 and 5x5 convs read all input channels, and the pool branch passes the
+    input's channels through unprojected (``ch3x3red``, ``ch5x5red`` and
+    ``pool_proj`` are then ignored; output channels: ch1x1 + ch3x3 + ch5x5 + in_channels).
     """
 
     def __init__(
@@ -51,26 +56,41 @@ class Inception(nn.Module):
         ch5x5: int,
         pool_proj: int,
         branch5x5_kernel: int = 3,
+        reduce: bool = True,
     ) -> None:
         super().__init__()
-        self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        if not isinstance(branch5x5_kernel, int) or isinstance(branch5x5_kernel, bool) or branch5x5_kernel not in (3, 5):
+            raise ValueError(f"branch5x5_kernel must be 3 (torchvision's) or 5 (the paper's), got {branch5x5_kernel!r}")
+        if not isinstance(reduce, bool):
+            raise ValueError(f"reduce must be True (1x1 reductions) or False (the naive module), got {reduce!r}")
+        k5 = branch5x5_kernel
+        self.reduce = reduce
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
-        self.branch2 = nn.Sequential(
-            BasicConv2d(in_channels, ch3x3red, kernel_size=1),
-            BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
-        )
-        self.branch3 = nn.Sequential(
-            BasicConv2d(in_channels, ch5x5red, kernel_size=1),
-            BasicConv2d(ch5x5red, ch5x5, kernel_size=branch5x5_kernel, padding=branch5x5_kernel // 2),
-        )
-        self.branch4 = nn.Sequential(
-            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-            BasicConv2d(in_channels, pool_proj, kernel_size=1),
-        )
+        pool = nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True)
+        if reduce:
+            self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
+            self.branch2 = nn.Sequential(
+                BasicConv2d(in_channels, ch3x3red, kernel_size=1),
+                BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
+            )
+            self.branch3 = nn.Sequential(
+                BasicConv2d(in_channels, ch5x5red, kernel_size=1),
+                BasicConv2d(ch5x5red, ch5x5, kernel_size=k5, padding=k5 // 2),
+            )
+            self.branch4 = nn.Sequential(pool, BasicConv2d(in_channels, pool_proj, kernel_size=1))
+        else:
+            self.out_channels = ch1x1 + ch3x3 + ch5x5 + in_channels
+            self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3, kernel_size=3, padding=1))
+            self.branch3 = nn.Sequential(BasicConv2d(in_channels, ch5x5, kernel_size=k5, padding=k5 // 2))
+            self.branch4 = nn.Sequential(pool)
+
+    def branches(self, x: torch.Tensor) -> list:
+        """The four branch outputs, before concatenation (for looking at what each one responds to)."""
+        return [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Every branch keeps the spatial size, so the outputs stack along channels.
-        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+        return torch.cat(self.branches(x), 1)
 
 
 # Paper Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) per block.

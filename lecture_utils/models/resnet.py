@@ -61,30 +61,42 @@ class CifarResNet(nn.Module):
     """3x3 conv (16), three stages of n blocks at 16/32/64 channels on 32/16/8 maps, avg pool, FC.
 
     Depth = 6n + 2: the first conv, 2n convs per stage, and the FC layer.
+    ``width`` is the first stage's channels (the paper's 16; the stages have
+    width, 2 width, 4 width): a narrower net of the same depth for a CPU budget.
     """
 
-    def __init__(self, depth: int, residual: bool = True, num_classes: int = 10) -> None:
+    def __init__(self, depth: int, residual: bool = True, num_classes: int = 10, width: int = 16) -> None:
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(
                 f"depth must be 6n+2 with n >= 1 (e.g. 8, 14, 20, 32, 44, 56, 110), got {depth!r}"
             )
+        if not isinstance(residual, bool):
+            raise TypeError(
+                f"residual must be a bool (True: ResNet with identity shortcuts, False: the plain net), "
+                f"got {residual!r} of type {type(residual).__name__}"
+            )
+        if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
+            raise ValueError(f"width must be an even int >= 2 (the first stage's channels; the paper's 16), got {width!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
         n = (depth - 2) // 6
         self.depth = depth
         self.residual = residual
-        self.in_channels = 16
+        self.width = width
+        self.in_channels = width
 
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         # The first block of stages 2 and 3 halves the map (stride 2) and doubles
         # the channels, keeping the cost per layer roughly constant.
-        self.layer1 = self._make_layer(16, n, stride=1)
-        self.layer2 = self._make_layer(32, n, stride=2)
-        self.layer3 = self._make_layer(64, n, stride=2)
+        self.layer1 = self._make_layer(width, n, stride=1)
+        self.layer2 = self._make_layer(2 * width, n, stride=2)
+        self.layer3 = self._make_layer(4 * width, n, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.flatten = nn.Flatten(1)
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = nn.Linear(4 * width, num_classes)
 
         # He et al. 2015 ("Kaiming") init, as the paper specifies.
         for m in self.modules():
@@ -109,6 +121,9 @@ class CifarResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-def cifar_resnet(depth: int, residual: bool = True, num_classes: int = 10) -> CifarResNet:
-    """ResNet-``depth`` for 32x32 images (``residual=False``: the plain net of the same depth)."""
-    return CifarResNet(depth, residual=residual, num_classes=num_classes)
+def cifar_resnet(depth: int, residual: bool = True, num_classes: int = 10, width: int = 16) -> CifarResNet:
+    """ResNet-``depth`` for 32x32 images (``residual=False``: the plain net of the same depth).
+
+    ``width`` (default 16, the paper's) sets the channels of the three stages to width, 2 width, 4 width.
+    """
+    return CifarResNet(depth, residual=residual, num_classes=num_classes, width=width)

@@ -1,0 +1,104 @@
+"""When is Ray worth it on one machine? Start-up cost of a local instance, and overhead per trial.
+
+Prints two tables:
+1. a local Ray instance (``lecture_utils.cluster.ray_session``): seconds to import Ray, to start it,
+   to run the first tasks, to shut it down, and the resident memory of its processes;
+2. a search of ``--trials`` trials of an objective that sleeps ``--work`` seconds (0: a no-op), in
+   process (``engine="local"``) and on the local Ray (``engine="ray"``, ``--concurrent`` at once):
+   wall seconds, and seconds per trial beyond the objective's own work.
+
+    python3 bench/bench_ray.py                       # ~1-2 minutes on 2 cores
+    python3 bench/bench_ray.py --trials 40 --work 0.5
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import cpu_name  # noqa: E402
+
+
+def ray_memory_mb():
+    """Resident memory of this machine's Ray processes (raylet, GCS, workers, ...), in MB."""
+    import psutil
+
+    total = 0
+    for p in psutil.process_iter(["pid", "cmdline", "memory_info"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if p.info["pid"] != os.getpid() and ("ray::" in cmd or "/ray/" in cmd or "raylet" in cmd
+                                             or "gcs_server" in cmd):
+            total += p.info["memory_info"].rss if p.info["memory_info"] else 0
+    return total / 2**20
+
+
+def startup(num_cpus):
+    t0 = time.perf_counter()
+    import ray  # noqa: F401
+
+    from lecture_utils.cluster import ray_session
+
+    t1 = time.perf_counter()
+    with ray_session(None, num_cpus=num_cpus) as ray:
+        t2 = time.perf_counter()
+        noop = ray.remote(num_cpus=1)(lambda: None)
+        ray.get([noop.remote() for _ in range(num_cpus)])
+        t3 = time.perf_counter()
+        memory = ray_memory_mb()
+        t4 = time.perf_counter()
+    t5 = time.perf_counter()
+    return {"import ray": t1 - t0, "start the instance": t2 - t1, "first tasks": t3 - t2,
+            "shut down": t5 - t4, "memory (MB)": memory}
+
+
+def objective_factory(work):
+    def objective(params):
+        if work:
+            time.sleep(work)
+        return (params["x"] - 0.3) ** 2
+
+    return objective
+
+
+def searches(trials, work, concurrent):
+    from lecture_utils.search import search
+
+    space = {"x": ("linear", 0.0, 1.0)}
+    rows = []
+    for engine, options in (("local", {}), ("ray", {"max_concurrent": concurrent})):
+        t = time.perf_counter()
+        result = search(objective_factory(work), space, strategy="random", n_trials=trials, seed=0,
+                        engine=engine, **options)
+        wall = time.perf_counter() - t
+        assert len(result.trials) == trials and not result.failed
+        per_trial = (wall - trials * work / (concurrent if engine == "ray" else 1)) / trials
+        rows.append((engine if engine == "local" else f"ray, {concurrent} at once (incl. start-up)", wall,
+                     per_trial))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--work", type=float, default=0.0, help="seconds each trial sleeps (0: no-op)")
+    parser.add_argument("--concurrent", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    import ray
+
+    print(f"{cpu_name()}, {os.cpu_count()} cores, Ray {ray.__version__}, load {os.getloadavg()[0]:.2f}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(f"| local Ray instance, num_cpus={args.cpus} | seconds |\n|---|--:|")
+    for name, value in startup(args.cpus).items():
+        print(f"| {name} | {value:,.2f} |" if "MB" not in name else f"| {name} | {value:,.0f} |")
+    print(f"\n| search of {args.trials} trials, objective {args.work:g} s | wall s | s per trial beyond the "
+          "objective |\n|---|--:|--:|")
+    for name, wall, per in searches(args.trials, args.work, args.concurrent):
+        print(f"| {name} | {wall:.2f} | {per:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Honest comparisons of conditions run over several seeds: paired differences, intervals, verdicts.
+
+Two conditions (say affine and elastic expansion) run with the same seeds give
+one result per seed each, ``a[i]`` and ``b[i]``. Seed ``i`` fixes what both
+runs share (initialization, data order), so the per-seed differences
+``d[i] = a[i] - b[i]`` cancel most of the seed-to-seed noise. The interval of
+the mean difference is Student's t on those differences::
+
+    d    = a - b
+    mean = d.mean()
+    se   = d.std(ddof=1) / sqrt(n)                     # standard error of the mean difference
+    t    = scipy.stats.t.ppf((1 + confidence) / 2, n - 1)
+    interval = (mean - t * se, mean + t * se)
+
+A difference is *established* only when that interval excludes 0; then the
+verdict names the better condition and by how much, else it says "not
+established". With few seeds the t interval is the right small-sample tool (a
+bootstrap needs more pairs than a notebook can afford to be any better).
+
+``compare`` runs several such comparisons (each is at the stated confidence
+on its own: with many pairs, expect about 1 in 20 to be called at 95% by
+chance), ``summarize`` gives each condition's n, mean, std, min and max.
+"""
+
+import html
+import math
+
+import numpy as np
+from scipy import stats as _scipy_stats
+
+
+def t_interval(differences, confidence=0.95):
+    """Mean and Student-t interval of paired differences along the last axis: ``(mean, low, high)``.
+
+    Works on a 1-D array (one comparison) or on an (..., n) array of many at
+    once (the tests simulate thousands of comparisons in one call).
+    """
+    d = np.asarray(differences, dtype=float)
+    n = d.shape[-1]
+    mean = d.mean(axis=-1)
+    se = d.std(axis=-1, ddof=1) / math.sqrt(n)
+    t = _scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1)
+    return mean, mean - t * se, mean + t * se
+
+
+def _values(x, what):
+    """``x`` as a 1-D float array of finite numbers, or a ValueError saying what is wrong."""
+    if hasattr(x, "detach"):  # a torch tensor
+        x = x.detach().cpu().numpy()
+    try:
+        v = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: must be a sequence of numbers (one per seed), got {x!r}") from None
+    if v.ndim != 1:
+        raise ValueError(f"{what}: must be a flat sequence of numbers (one per seed), got shape {v.shape}")
+    if not np.isfinite(v).all():
+        bad = [i for i, ok in enumerate(np.isfinite(v)) if not ok]
+        raise ValueError(f"{what}: NaN or infinite at positions {bad}; every seed needs a finite "
+                         "result (a diverged run must be rerun or reported, not averaged)")
+    return v
+
+
+def _check_confidence(confidence):
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    return float(confidence)
+
+
+def _decimals(scale, digits):
+    """Digits after the point: ``digits`` if given, else enough to show ``scale`` with 2 significant figures (>= 1)."""
+    if digits is not None:
+        return digits
+    if not math.isfinite(scale) or scale <= 0:
+        return 2
+    return int(min(6, max(1, 1 - math.floor(math.log10(scale)))))
+
+
+def _unit_words(unit):
+    """How a difference is spelled: values in % differ by percentage points."""
+    return " points" if unit == "%" else (f" {unit}" if unit else "")
+
+
+class Comparison:
+    """The paired comparison of two conditions; see ``paired_comparison``."""
+
+    def __init__(self, a, b, confidence, names, lower_is_better, unit, digits):
+        self.a, self.b = a, b
+        self.names = names
+        self.n = len(a)
+        self.confidence = confidence
+        self.lower_is_better = lower_is_better
+        self.unit = unit
+        self.mean_a, self.mean_b = float(a.mean()), float(b.mean())
+        mean, low, high = t_interval(a - b, confidence)
+        self.difference, self.low, self.high = float(mean), float(low), float(high)
+        # Every pair differing by the same amount (rounded accuracies on a small test set do that) leaves the
+        # noise unestimated: the interval has zero width and proves nothing, so nothing is called established.
+        self.degenerate = bool((self.high - self.low) <= 1e-9 * max(1.0, abs(self.difference)))
+        if self.degenerate:
+            self.low = self.high = self.difference
+        self.established = bool(not self.degenerate and (self.low > 0 or self.high < 0))
+        self.better = self._better() if self.established else None
+        self.decimals = _decimals((self.high - self.low) / 2 or abs(self.difference), digits)
+
+    def _better(self):
+        if self.lower_is_better is None:
+            return None
+        a_higher = self.difference > 0
+        return self.names[1] if a_higher == self.lower_is_better else self.names[0]
+
+    def _f(self, x, sign=False):
+        return f"{x:+.{self.decimals}f}" if sign else f"{x:.{self.decimals}f}"
+
+    @property
+    def title(self):
+        return f"{self.names[0]} vs {self.names[1]}"
+
+    @property
+    def interval_text(self):
+        """The interval of ``a - b``, e.g. ``95% CI +0.05 to +0.27``."""
+        return f"{100 * self.confidence:g}% CI {self._f(self.low, True)} to {self._f(self.high, True)}"
+
+    @property
+    def verdict(self):
+        """One line: which condition is better and by how much, or that no difference is established."""
+        name_a, name_b = self.names
+        units, level = _unit_words(self.unit), f"{100 * self.confidence:g}% CI"
+        if self.degenerate:
+            return (f"not established: all {self.n} pairs differ by exactly {self._f(self.difference, True)}{units} "
+                    f"({name_a} - {name_b}), so the seed-to-seed noise and with it the interval cannot be estimated; "
+                    "run more seeds or a larger test set")
+        if self.difference == 0:
+            return (f"not established: {name_a} and {name_b} have the same mean ({level} of the difference "
+                    f"{self._f(self.low)} to {self._f(self.high)}{units}, n = {self.n})")
+        # Express everything as the lead of the one that is ahead (higher, or better if we know the direction).
+        a_ahead = (self.difference < 0) if self.lower_is_better else (self.difference > 0)
+        ahead, behind = (name_a, name_b) if a_ahead else (name_b, name_a)
+        lo, hi = (self.low, self.high) if (self.difference > 0) else (-self.high, -self.low)
+        size, span = f"{abs(self.difference):.{self.decimals}f}{units}", f"{self._f(lo)} to {self._f(hi)}"
+        known = self.lower_is_better is not None
+        if self.established:
+            return f"{ahead} is {'better' if known else 'higher'} than {behind} by {size} ({level} {span}, n = {self.n})"
+        return (f"not established: {ahead} is {'ahead of' if known else 'higher than'} {behind} by {size} on average, "
+                f"but the {level} of that lead, {span}, includes 0 (n = {self.n})")
+
+    def row(self):
+        """The comparison's cells for a table: name, both means, difference, interval, n, verdict."""
+        return [self.title, self._f(self.mean_a), self._f(self.mean_b), self._f(self.difference, True),
+                f"{self._f(self.low, True)} to {self._f(self.high, True)}", str(self.n), self.verdict]
+
+    def header(self):
+        u = f" ({self.unit})" if self.unit else ""
+        return ["comparison (a vs b)", f"mean a{u}", f"mean b{u}", "a - b",
+                f"{100 * self.confidence:g}% CI of a - b", "n", "verdict"]
+
+    def __str__(self):
+        u = self.unit if self.unit in ("", "%") else f" {self.unit}"
+        width = max(len(n) for n in self.names)
+        return "\n".join([
+            f"{self.title}: {self.n} paired seeds, Student t on the per-seed differences",
+            f"  {self.names[0]:<{width}}  mean {self._f(self.mean_a)}{u}",
+            f"  {self.names[1]:<{width}}  mean {self._f(self.mean_b)}{u}",
+            f"  {self.names[0]} - {self.names[1]} = {self._f(self.difference, True)}{_unit_words(self.unit)}, "
+            f"{self.interval_text}",
+            f"  {self.verdict}",
+        ])
+
+    def __repr__(self):
+        return f"<Comparison {self.title}: {self.verdict}>"
+
+    def _repr_html_(self):
+        return _html_table(self.header(), [self.row()])
+
+
+def paired_comparison(a, b, confidence=0.95, names=("a", "b"), lower_is_better=None, unit="", digits=None):
+    """Compare two conditions run with the same seeds (``a[i]`` and ``b[i]`` share seed ``i``).
+
+    ``lower_is_better``: True for errors, losses and times, False for
+    accuracies; with None the verdict says "higher", never "better".
+    ``unit`` is shown with the values ("%" differences read as points).
+    Returns a ``Comparison`` with ``mean_a``, ``mean_b``, ``difference``
+    (mean of ``a - b``), ``low`` and ``high`` (its interval), ``n``,
+    ``confidence``, ``established`` (the interval excludes 0), ``better`` (the
+    better condition's name, or None) and ``verdict`` (one line).
+    """
+    confidence = _check_confidence(confidence)
+    if isinstance(names, str) or len(names) != 2 or len(set(map(str, names))) != 2:
+        raise ValueError(f"names must be two different condition names, e.g. ('affine', 'elastic'), got {names!r}")
+    names = tuple(map(str, names))
+    if lower_is_better not in (None, True, False):
+        raise ValueError(f"lower_is_better must be True (errors, losses), False (accuracies) or None, "
+                         f"got {lower_is_better!r}")
+    a, b = _values(a, f"results of {names[0]!r}"), _values(b, f"results of {names[1]!r}")
+    if len(a) != len(b):
+        raise ValueError(f"{names[0]!r} has {len(a)} results and {names[1]!r} has {len(b)}: a paired comparison "
+                         "needs one result per seed for both, in the same seed order")
+    if len(a) < 2:
+        raise ValueError(f"{names[0]!r} vs {names[1]!r}: {len(a)} pair(s) of results, but an interval needs at "
+                         "least 2 paired seeds (with 1 seed, report the values without an interval)")
+    return Comparison(a, b, confidence, names, lower_is_better, unit, digits)
+
+
+class Table(list):
+    """A list of rows that prints as an aligned text table and shows as HTML in a notebook."""
+
+    def __init__(self, header, rows, items=(), title=None):
+        super().__init__(items)
+        self.header, self.rows, self.title = header, rows, title
+
+    def __str__(self):
+        cells = [self.header, *self.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.header))]
+
+        def line(r):
+            return "  ".join(c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+        out = [self.title] if self.title else []
+        return "\n".join(out + [line(self.header), line(["-" * w for w in widths]), *map(line, self.rows)])
+
+    def __repr__(self):
+        return str(self)
+
+    def _repr_html_(self):
+        return _html_table(self.header, self.rows, self.title)
+
+
+def _html_table(header, rows, title=None):
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    caption = f"<caption>{esc(title)}</caption>" if title else ""
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _check_results(results):
+    if not isinstance(results, dict) or not results:
+        raise ValueError(f"results must be a non-empty dict {{condition name: [one result per seed]}}, "
+                         f"got {type(results).__name__}")
+    return {str(k): _values(v, f"results of {k!r}") for k, v in results.items()}
+
+
+def compare(results, baseline=None, pairs=None, confidence=0.95, lower_is_better=None, unit="", digits=None):
+    """Paired comparisons between conditions of ``results`` (``{name: [one result per seed]}``).
+
+    ``pairs`` lists ``(a, b)`` names to compare (``a - b``); else every other
+    condition against ``baseline``; else every pair in the dict's order.
+    Returns a ``Table`` of ``Comparison`` objects (it prints and shows as a table).
+    """
+    values = _check_results(results)
+    names = list(values)
+    if pairs is None:
+        if baseline is not None:
+            if baseline not in values:
+                raise ValueError(f"baseline {baseline!r} is not a condition of results: known are {', '.join(names)}")
+            pairs = [(baseline, n) for n in names if n != baseline]
+        else:
+            pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1:]]
+    pairs = list(pairs)
+    for pair in pairs:
+        if len(pair) != 2 or any(p not in values for p in pair):
+            raise ValueError(f"pair {pair!r} must name two conditions of results: known are {', '.join(names)}")
+    if not pairs:
+        raise ValueError("nothing to compare: results need at least two conditions")
+    items = [paired_comparison(values[x], values[y], confidence, (x, y), lower_is_better, unit, digits)
+             for x, y in pairs]
+    return Table(items[0].header(), [c.row() for c in items], items)
+
+
+def summarize(results, unit="", digits=2):
+    """Per condition of ``{name: [one result per seed]}``: n, mean, std (n - 1 in the denominator), min, max.
+
+    One seed is allowed (std shows as "-"). Returns a ``Table`` whose items are
+    dicts with those keys.
+    """
+    values = _check_results(results)
+    u = f" ({unit})" if unit else ""
+    header = ["condition", "n", f"mean{u}", "std", "min", "max"]
+    items, rows = [], []
+    for name, v in values.items():
+        if len(v) == 0:
+            raise ValueError(f"results of {name!r} are empty: every condition needs at least one result")
+        std = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+        item = dict(condition=name, n=len(v), mean=float(v.mean()), std=std, min=float(v.min()), max=float(v.max()))
+        items.append(item)
+        f = [f"{item[k]:.{digits}f}" for k in ("mean", "std", "min", "max")]
+        rows.append([name, str(len(v)), f[0], f[1] if len(v) > 1 else "-", f[2], f[3]])
+    return Table(header, rows, items)
