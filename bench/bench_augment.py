@@ -154,7 +154,8 @@ def images_per_second(run, images, repeats):
         times.append(time.perf_counter() - start)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
     n = images.shape[0]
-    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    # "inclusive": quartiles within the measured times (the default extrapolates, below 0 for 2 calls).
+    quartiles = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
     return n / statistics.median(times), (n / quartiles[2], n / quartiles[0]), faults
 
 

@@ -3,12 +3,12 @@
 Prints two tables:
 1. a local Ray instance (``lecture_utils.cluster.ray_session``): seconds to import Ray, to start it,
    to run the first tasks, to shut it down, and the resident memory of its processes;
-2. a search of ``--trials`` trials of an objective that sleeps ``--work`` seconds (0: a no-op), in
-   process (``engine="local"``) and on the local Ray (``engine="ray"``, ``--concurrent`` at once):
-   wall seconds, and seconds per trial beyond the objective's own work.
+2. a random search of ``--trials`` trials of an objective that sleeps ``--work`` seconds (0: a no-op),
+   in process (``engine="local"``) and as Ray tasks on a running local instance (``engine="ray"``,
+   ``--concurrent`` at once): wall seconds, and seconds per trial beyond the objective's own work.
 
-    python3 bench/bench_ray.py                       # ~1-2 minutes on 2 cores
-    python3 bench/bench_ray.py --trials 40 --work 0.5
+    python3 bench/bench_ray.py                       # about a minute on 2 cores
+    python3 bench/bench_ray.py --trials 40 --work 0 0.5 2
 """
 
 import argparse
@@ -63,41 +63,47 @@ def objective_factory(work):
     return objective
 
 
-def searches(trials, work, concurrent):
+def searches(trials, works, concurrent, num_cpus):
+    """Wall seconds of the same random search in process and as Ray tasks (instance already running)."""
+    from lecture_utils.cluster import ray_session
     from lecture_utils.search import search
 
     space = {"x": ("linear", 0.0, 1.0)}
     rows = []
-    for engine, options in (("local", {}), ("ray", {"max_concurrent": concurrent})):
-        t = time.perf_counter()
-        result = search(objective_factory(work), space, strategy="random", n_trials=trials, seed=0,
-                        engine=engine, **options)
-        wall = time.perf_counter() - t
-        assert len(result.trials) == trials and not result.failed
-        per_trial = (wall - trials * work / (concurrent if engine == "ray" else 1)) / trials
-        rows.append((engine if engine == "local" else f"ray, {concurrent} at once (incl. start-up)", wall,
-                     per_trial))
+    with ray_session(None, num_cpus=num_cpus):
+        for work in works:
+            for engine, options in (("local", {}), ("ray", {"max_concurrent": concurrent})):
+                t = time.perf_counter()
+                result = search(objective_factory(work), space, strategy="random", n_trials=trials, seed=0,
+                                engine=engine, **options)
+                wall = time.perf_counter() - t
+                assert len(result.trials) == trials and not result.failed
+                lanes = concurrent if engine == "ray" else 1
+                per_trial = (wall - trials * work / lanes) / trials
+                name = "in process" if engine == "local" else f"Ray tasks, {concurrent} at once"
+                rows.append((work, name, wall, per_trial))
     return rows
 
 
 def main():
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--work", type=float, default=0.0, help="seconds each trial sleeps (0: no-op)")
+    parser.add_argument("--work", type=float, nargs="+", default=[0.0, 1.0],
+                        help="seconds each trial sleeps (0: a no-op objective)")
     parser.add_argument("--concurrent", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    import ray
-
-    print(f"{cpu_name()}, {os.cpu_count()} cores, Ray {ray.__version__}, load {os.getloadavg()[0]:.2f}, "
+    print(f"{cpu_name()}, {os.cpu_count()} cores, Ray {version('ray')}, load {os.getloadavg()[0]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print(f"| local Ray instance, num_cpus={args.cpus} | seconds |\n|---|--:|")
+    print(f"| local Ray instance, num_cpus={args.cpus} | |\n|---|--:|")
     for name, value in startup(args.cpus).items():
-        print(f"| {name} | {value:,.2f} |" if "MB" not in name else f"| {name} | {value:,.0f} |")
-    print(f"\n| search of {args.trials} trials, objective {args.work:g} s | wall s | s per trial beyond the "
-          "objective |\n|---|--:|--:|")
-    for name, wall, per in searches(args.trials, args.work, args.concurrent):
-        print(f"| {name} | {wall:.2f} | {per:.3f} |")
+        print(f"| {name} | {value:,.0f} |" if "MB" in name else f"| {name} (s) | {value:,.2f} |")
+    print(f"\n| {args.trials} trials of a random search | objective (s) | wall (s) | s per trial beyond the "
+          "objective |\n|---|--:|--:|--:|")
+    for work, name, wall, per in searches(args.trials, args.work, args.concurrent, args.cpus):
+        print(f"| {name} | {work:g} | {wall:.2f} | {per:.3f} |")
 
 
 if __name__ == "__main__":

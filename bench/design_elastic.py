@@ -8,7 +8,7 @@ seconds of the 1-thread run are the better measure of its cost), the
 paired comparison of each pair, and a JSON line per design (append it with
 ``--out``). Run it through the ``heavy`` lane (1 thread):
 
-    heavy python3 bench/design_elastic.py --n-train 2000 --epochs 20 --seeds 5
+    heavy python3 bench/design_elastic.py --n-train 1000 --epochs 40 --seeds 3 --subset fixed
 """
 
 import argparse
@@ -31,9 +31,12 @@ EXPANSIONS = {
 }
 
 
-def run(data, test, name, n_train, epochs, seed, n_monitor=1000, lr=0.05):
-    """One paired run: subset, initialization and data order from ``seed``; the distortions from their own stream."""
-    x, y = take_subset(data.train_images, data.train_labels, n_train, seed)
+def run(data, test, name, n_train, epochs, seed, subset_seed=None, n_monitor=1000, lr=0.05):
+    """One paired run: initialization, data order (and subset) from ``seed``; the distortions from their own stream.
+
+    ``subset_seed``: one training subset for every seed (as in the notebook); None: each seed its own subset.
+    """
+    x, y = take_subset(data.train_images, data.train_labels, n_train, seed if subset_seed is None else subset_seed)
     expand = EXPANSIONS[name]
     if expand is not None:
         aug = torch.Generator().manual_seed(10_000 + seed)  # separate from the shuffle: same order for every expansion
@@ -55,6 +58,9 @@ def main():
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--expansions", default="affine,elastic")
+    p.add_argument("--subset", choices=("fixed", "per-seed"), default="fixed",
+                   help="fixed: seed 0's training subset for every seed (the notebook's design); per-seed: its own")
+    p.add_argument("--n-monitor", type=int, default=1000, help="test images watched after every epoch")
     p.add_argument("--out", default=None, help="append the design's JSON line to this file")
     args = p.parse_args()
     names = args.expansions.split(",")
@@ -63,7 +69,8 @@ def main():
     errors, seconds, cpu = {n: [] for n in names}, {n: [] for n in names}, {n: [] for n in names}
     for seed in range(args.seeds):
         for name in names:
-            e, s, c = run(data, test, name, args.n_train, args.epochs, seed)
+            e, s, c = run(data, test, name, args.n_train, args.epochs, seed,
+                          subset_seed=0 if args.subset == "fixed" else None, n_monitor=args.n_monitor)
             errors[name].append(e)
             seconds[name].append(s)
             cpu[name].append(c)
@@ -73,7 +80,8 @@ def main():
     pairs = [(a, b) for a, b in (("none", "affine"), ("affine", "elastic")) if a in names and b in names]
     table = compare(errors, pairs=pairs, lower_is_better=True, unit="%")
     print(table)
-    line = dict(n_train=args.n_train, epochs=args.epochs, seeds=args.seeds, threads=torch.get_num_threads(),
+    line = dict(n_train=args.n_train, epochs=args.epochs, seeds=args.seeds, subset=args.subset,
+                n_monitor=args.n_monitor, threads=torch.get_num_threads(),
                 errors=errors, seconds=seconds, cpu_seconds=cpu,
                 date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 comparisons={c.title: dict(difference=c.difference, low=c.low, high=c.high,

@@ -2,6 +2,7 @@
 
 import argparse
 import ast
+import os
 import signal
 import sys
 import textwrap
@@ -46,6 +47,7 @@ data:
 examples:
   python -m lecture_utils run --profile default --out runs/
   python -m lecture_utils run notebooks/02_elastic_distortions.ipynb --profile smoke -p EPOCHS 3
+  python -m lecture_utils run --profile full --ray auto --out runs/full   # on a Ray cluster
 
 exit status: 0 all ok, 1 a notebook failed or timed out, 2 bad command line,
 128+signal when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
@@ -97,6 +99,14 @@ def build_parser():
                           + ", ".join(f"{p} {s} s" for p, s in TIME_LIMITS.items()) + ")")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="override a notebook parameter (VALUE is read as Python literal if it parses)")
+    run.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run each notebook as a Ray task: on a local Ray instance (no ADDRESS), the cluster this "
+                          "machine is part of (auto), or a head node (HOST:PORT, ray://HOST:PORT); needs "
+                          "pip install -e \".[cluster]\"")
+    run.add_argument("--gpus-per-notebook", type=float, default=None, metavar="N",
+                     help="with --ray: GPUs per notebook (default: 1 when the cluster has GPUs, else 0)")
+    run.add_argument("--cpus-per-notebook", type=float, default=1, metavar="N",
+                     help="with --ray: CPUs per notebook, also its torch threads (default: 1)")
     run.add_argument("--list-parameters", action="store_true",
                      help="list each notebook's parameters (name, type, default, meaning) and exit")
     return parser
@@ -143,8 +153,22 @@ def main(argv=None):
         if args.list_parameters:
             print(list_parameters(find_notebooks(args.notebooks, "notebooks")))
             return 0
-        results = run_all(args.notebooks, args.profile, args.out, args.stop_on_error, params, timeout=args.timeout)
-    except ValueError as err:
+        if args.ray is not None and (args.ray.endswith(".ipynb") or os.path.isdir(args.ray)):
+            args.notebooks.append(args.ray)  # `--ray NOTEBOOK`: a local instance, and the notebook to run
+            args.ray = "local"
+        if args.ray is None:
+            if args.gpus_per_notebook is not None:
+                raise ValueError("--gpus-per-notebook needs --ray")
+            results = run_all(args.notebooks, args.profile, args.out, args.stop_on_error, params,
+                              timeout=args.timeout)
+        else:
+            from lecture_utils.cluster import run_all_on_ray
+
+            results = run_all_on_ray(args.notebooks, args.profile, args.out, args.stop_on_error, params,
+                                     timeout=args.timeout, address=None if args.ray == "local" else args.ray,
+                                     gpus_per_notebook=args.gpus_per_notebook,
+                                     cpus_per_notebook=args.cpus_per_notebook)
+    except (ValueError, ImportError, ConnectionError) as err:
         _fail(str(err))
     except KeyboardInterrupt as err:  # between two notebooks; the summary is written
         name = err.args[0] if err.args and err.args[0] in signal.Signals.__members__ else "SIGINT"

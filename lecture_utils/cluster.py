@@ -21,6 +21,7 @@ import contextlib
 import os
 import socket
 import time
+import warnings
 
 INSTALL_HINT = 'Ray is not installed: pip install -e ".[cluster]" (or pip install "ray>=2.40")'
 CONNECT_SECONDS = 5  # an address that does not answer within this is an error, never a hang
@@ -69,7 +70,8 @@ def ray_session(address=None, num_cpus=None, num_gpus=None):
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="error")
     if address is None:
         options.update(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus,
-                       object_store_memory=OBJECT_STORE_BYTES)
+                       object_store_memory=OBJECT_STORE_BYTES,
+                       _node_ip_address="127.0.0.1")  # a local instance talks over loopback only
     else:
         _check_reachable(address)
         options = dict(address=address, log_to_driver=False, logging_level="error")
@@ -116,7 +118,9 @@ def run_trials(study, objective, space, n_to_run, verbose=False, *, address=None
     from lecture_utils.search import ERROR_ATTR, check_value, suggest
 
     options = _task_options(resources_per_trial)
-    with ray_session(address, num_cpus=num_cpus) as ray:
+    with ray_session(address, num_cpus=num_cpus) as ray, warnings.catch_warnings():
+        # trials asked here are told here: an RDB storage's heartbeats (for study.optimize) are not needed
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         if max_concurrent is None:
             per_trial = max(options["num_cpus"], 1e-3)
             max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
@@ -139,13 +143,23 @@ def run_trials(study, objective, space, n_to_run, verbose=False, *, address=None
                 except Exception as err:  # the objective raised (RayTaskError), or its worker died
                     reason = _failure(err)
                     trial.set_user_attr(ERROR_ATTR, reason[:500])
-                    study.tell(trial, state=TrialState.FAIL)
+                    _tell(study, trial, state=TrialState.FAIL)
                     if verbose:
                         print(f"trial {trial.number}: {params} -> failed: {reason}")
                     continue
-                study.tell(trial, value)
+                _tell(study, trial, value)
                 if verbose:
                     print(f"trial {trial.number}: {params} -> {value:.4g} ({seconds:.1f} s on a Ray worker)")
+
+
+def _tell(study, trial, value=None, state=None):
+    """``study.tell``; Optuna's GridSampler then calls ``study.stop()`` when its grid is done, which outside
+    ``study.optimize`` raises after the result is stored: that is the end of the grid, not an error."""
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
 
 
 def _failure(err):
@@ -157,3 +171,144 @@ def _failure(err):
     if isinstance(err, (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError)):
         return "its Ray worker process died while it ran"
     return f"{type(err).__name__}: {err}"
+
+
+# ---------------------------------------------------------------- batch runs of notebooks
+
+CANCEL_GRACE_SECONDS = 120  # past a notebook's own time limit, before its task is cancelled from here
+
+
+def _run_on_node(path, source, profile, parameters, timeout, threads):
+    """A Ray task: run one notebook with the local runner on this node; its result row and executed copy.
+
+    The notebook runs from ``path`` when this node has it (a shared file system, or the same
+    checkout on every node), else from the ``source`` sent along, in a temporary folder.
+    """
+    import socket
+    import tempfile
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from lecture_utils.runner import run_notebook
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="lecture_ray_") as tmp:
+        here = Path(path)
+        if not here.is_file():
+            here = Path(tmp) / "notebook" / Path(path).name
+            here.parent.mkdir()
+            here.write_bytes(source)
+        (Path(tmp) / "out").mkdir()
+        result = run_notebook(here, profile, Path(tmp) / "out", parameters, timeout or None)
+        out = Path(result.output)
+        executed = out.read_bytes() if out.is_file() else None
+    row = asdict(result)
+    row["node"] = socket.gethostname()
+    return row, executed
+
+
+def run_all_on_ray(paths, profile=None, out_dir="runs", stop_on_error=False, parameters=None,
+                   default_dir="notebooks", timeout=None, *, address=None, gpus_per_notebook=None,
+                   cpus_per_notebook=1):
+    """``runner.run_all`` with each notebook as a Ray task: same checks, statuses, copies and summary.
+
+    ``gpus_per_notebook``: None gives each notebook one GPU when the cluster has GPUs, else none.
+    A failing notebook is marked and the others go on (``stop_on_error`` cancels the rest); each
+    has its time limit; Ctrl-C, SIGTERM and SIGHUP cancel the tasks still running, mark them
+    interrupted and write the summary.
+    """
+    from pathlib import Path
+
+    from lecture_utils.runner import Result, _report, _result, _stop_signals_interrupt, prepare_run
+    from lecture_utils.summary import write_summary
+
+    profile, notebooks, given, unreadable, timeout, out_dir = prepare_run(paths, profile, out_dir, parameters,
+                                                                          default_dir, timeout)
+    for name, value in (("gpus_per_notebook", gpus_per_notebook), ("cpus_per_notebook", cpus_per_notebook)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    results = []
+    with ray_session(address) as ray:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus_per_notebook is None:
+            gpus_per_notebook = 1 if gpus >= 1 else 0
+        where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
+        print(f"running {len(notebooks)} notebook(s) on {where} ({ray.cluster_resources().get('CPU', 0):g} CPUs, "
+              f"{gpus:g} GPUs; {cpus_per_notebook:g} CPU and {gpus_per_notebook:g} GPU per notebook)", flush=True)
+        task = ray.remote(num_cpus=cpus_per_notebook, num_gpus=gpus_per_notebook, max_retries=0)(_run_on_node)
+        pending, started = {}, {}
+        with _stop_signals_interrupt():  # after ray.init, which replaces the SIGTERM handler
+            try:
+                for nb in notebooks:
+                    if nb in unreadable:
+                        result = _result(nb.stem, "failed", 0.0, out_dir.resolve() / nb.name,
+                                         f"could not run: {unreadable[nb]}", profile)
+                        print(f"{nb}:{_report(result)}", flush=True)
+                        results.append(result)
+                        continue
+                    threads = max(1, int(cpus_per_notebook))
+                    ref = task.remote(str(nb.resolve()), nb.read_bytes(), profile, given[nb], timeout, threads)
+                    pending[ref], started[ref] = nb, time.time()
+                    print(f"submitted {nb} at profile {profile}", flush=True)
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1, timeout=5)
+                    for ref in done:
+                        nb = pending.pop(ref)
+                        result = _gather(ray, ref, nb, out_dir, profile, time.time() - started[ref])
+                        print(f"{nb}:{_report(result)}", flush=True)
+                        results.append(result)
+                        if result.status != "ok" and stop_on_error:
+                            raise _StopOnError
+                    for ref in [r for r in pending if timeout and time.time() - started[r] > timeout
+                                + CANCEL_GRACE_SECONDS]:
+                        ray.cancel(ref, force=True)
+                        nb = pending.pop(ref)
+                        results.append(Result(nb.stem, "timed out", round(time.time() - started[ref], 1),
+                                              str(out_dir.resolve() / nb.name), f"its Ray task ran past {timeout:g} s "
+                                              f"+ {CANCEL_GRACE_SECONDS} s and was cancelled", profile=profile))
+            except _StopOnError:
+                _cancel(ray, pending, results, out_dir, profile, started, "not finished: --stop-on-error")
+            except KeyboardInterrupt as err:
+                how = err.args[0] if err.args else "SIGINT"
+                _cancel(ray, pending, results, out_dir, profile, started, f"{how}: the batch was stopped",
+                        status="interrupted", stopped_by=how)
+                write_summary(out_dir, results)
+                raise
+        order = {nb.stem: i for i, nb in enumerate(notebooks)}
+        results.sort(key=lambda r: order.get(r.notebook, len(order)))  # as given, not as they finished
+        write_summary(out_dir, results)
+    return results
+
+
+class _StopOnError(Exception):
+    """--stop-on-error: a notebook failed, the others are cancelled."""
+
+
+def _gather(ray, ref, nb, out_dir, profile, seconds):
+    """The ``Result`` of a finished task, its executed copy written into ``out_dir``."""
+    from lecture_utils.runner import Result
+
+    out = out_dir.resolve() / nb.name
+    try:
+        row, executed = ray.get(ref)
+    except Exception as err:  # the task itself died (its node or worker process went away)
+        return Result(nb.stem, "failed", round(seconds, 1), str(out), f"its Ray task failed: {_failure(err)}",
+                      profile=profile)
+    if executed is not None:
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_bytes(executed)
+        os.replace(tmp, out)
+    row.pop("node", None)
+    row["output"] = str(out)
+    return Result(**row)
+
+
+def _cancel(ray, pending, results, out_dir, profile, started, why, status="failed", stopped_by=""):
+    """Cancel every task still running; a row for each."""
+    from lecture_utils.runner import Result
+
+    for ref, nb in list(pending.items()):
+        ray.cancel(ref, force=True)
+        results.append(Result(nb.stem, status, round(time.time() - started[ref], 1), str(out_dir.resolve() / nb.name),
+                              why, profile=profile, stopped_by=stopped_by))
+    pending.clear()

@@ -210,9 +210,10 @@ def _download(name, root, train, download):
         raise DataUnavailable(f"{name} ({split}) is not available under {where} (not on disk and downloading is off). "
                               f"To get it: {how}.")
     if not writable:
-        raise DataUnavailable(f"{name} ({split}) is not ready under {where}: it would download it into {shown(target)}, "
-                              f"but {shown(ancestor)} is not writable (a read-only mirror?). Set ${ROOT_ENV} to a "
-                              f"writable folder and copy the files there, or get it yourself: {how}.")
+        raise DataUnavailable(f"{name} ({split}) is not ready under {where}: it would download it into "
+                              f"{shown(target)}, but {shown(ancestor)} is not writable (a read-only mirror?). "
+                              f"Set ${ROOT_ENV} to a writable folder and copy the files there, or get it yourself: "
+                              f"{how}.")
     if not _reachable(_urls(name)):
         hosts = ", ".join(sorted({u.split("/")[2] for u in _urls(name)}))
         raise DataUnavailable(f"{name} ({split}) is not available under {where}, and the download servers ({hosts}) "

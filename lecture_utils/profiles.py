@@ -30,13 +30,13 @@ SETTINGS = {
     # 01_invariance_and_augmentation
     "invariance": {
         "smoke": dict(n_train=500, n_test=300, epochs=1, batch_size=128, n_curve=3, repeats=2),
-        "default": dict(n_train=5000, n_test=2000, epochs=5, batch_size=128, n_curve=7, repeats=3),
+        "default": dict(n_train=4000, n_test=1500, epochs=5, batch_size=128, n_curve=7, repeats=3),
         "full": dict(n_train=60000, n_test=10000, epochs=15, batch_size=256, n_curve=13, repeats=3),
     },
     # 02_elastic_distortions
     "elastic": {
         "smoke": dict(n_train=500, n_test=500, n_monitor=200, epochs=2, batch_size=128, repeats=2),
-        "default": dict(n_train=2000, n_test=10000, n_monitor=1000, epochs=40, batch_size=128, repeats=2),
+        "default": dict(n_train=1000, n_test=10000, n_monitor=500, epochs=40, batch_size=128, repeats=3),
         "full": dict(n_train=60000, n_test=10000, n_monitor=2000, epochs=40, batch_size=256, repeats=3),
     },
     # 07_debugging_and_visualization (n_test: held-out images watched as the validation set)
@@ -52,7 +52,7 @@ SETTINGS = {
     "resnets": {
         "smoke": dict(n_train=256, n_test=500, n_monitor=250, epochs=1, batch_size=64, repeats=2, width=4,
                       depth_shallow=8, depth_deep=14),
-        "default": dict(n_train=6400, n_test=5000, n_monitor=500, epochs=4, batch_size=128, repeats=3, width=8,
+        "default": dict(n_train=6400, n_test=5000, n_monitor=500, epochs=4, batch_size=128, repeats=4, width=8,
                         depth_shallow=8, depth_deep=20),
         "full": dict(n_train=50000, n_test=10000, n_monitor=10000, epochs=30, batch_size=128, repeats=1, width=16,
                      depth_shallow=20, depth_deep=56),
@@ -62,8 +62,8 @@ SETTINGS = {
     "alexnet_ablations": {
         "smoke": dict(n_train=256, epochs=1, n_capacity=128, capacity_epochs=2, n_test=500, repeats=2,
                       batch_size=128, width=0.25),
-        "default": dict(n_train=2000, epochs=4, n_capacity=500, capacity_epochs=30, n_test=2000, repeats=3,
-                        batch_size=128, width=0.5),
+        "default": dict(n_train=2000, epochs=4, n_capacity=1000, capacity_epochs=40, n_test=2000, repeats=3,
+                        batch_size=64, width=0.25),
         "full": dict(n_train=50000, epochs=30, n_capacity=10000, capacity_epochs=60, n_test=10000, repeats=3,
                      batch_size=128, width=0.5),
     },
@@ -71,7 +71,7 @@ SETTINGS = {
     "googlenet": {
         "smoke": dict(n_train=256, epochs=1, n_test=500, repeats=2, batch_size=128, googlenet_width=0.125,
                       alexnet_width=0.25),
-        "default": dict(n_train=2000, epochs=6, n_test=2000, repeats=2, batch_size=128, googlenet_width=0.25,
+        "default": dict(n_train=2000, epochs=5, n_test=2000, repeats=3, batch_size=128, googlenet_width=0.25,
                         alexnet_width=0.5),
         "full": dict(n_train=50000, epochs=30, n_test=10000, repeats=3, batch_size=128, googlenet_width=0.25,
                      alexnet_width=0.5),
@@ -82,10 +82,10 @@ SETTINGS = {
     "optimization": {
         "smoke": dict(n_train=300, n_val=300, n_small=300, epochs=1, repeats=2, batch_size=64, small_epochs=2,
                       n_trials=4, search_seeds=2, lr_steps=10, range_steps=30, bo_steps=2),
-        "default": dict(n_train=2000, n_val=2000, n_small=1000, epochs=5, repeats=3, batch_size=64, small_epochs=10,
+        "default": dict(n_train=2000, n_val=2000, n_small=1000, epochs=5, repeats=4, batch_size=64, small_epochs=15,
                         n_trials=16, search_seeds=3, lr_steps=40, range_steps=100, bo_steps=6),
-        "full": dict(n_train=20000, n_val=10000, n_small=5000, epochs=10, repeats=3, batch_size=128, small_epochs=30,
-                     n_trials=30, search_seeds=5, lr_steps=100, range_steps=200, bo_steps=8),
+        "full": dict(n_train=10000, n_val=10000, n_small=5000, epochs=8, repeats=3, batch_size=128, small_epochs=20,
+                     n_trials=24, search_seeds=3, lr_steps=100, range_steps=200, bo_steps=8),
     },
 }
 

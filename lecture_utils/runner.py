@@ -339,15 +339,10 @@ def _report(result):
     return line + (f": {result.error}" if result.error else "")
 
 
-def run_all(paths, profile=None, out_dir="runs", stop_on_error=False, parameters=None, default_dir="notebooks",
-            timeout=None):
-    """Run the notebooks, write executed copies and ``summary.json`` / ``summary.md`` to ``out_dir``; this run's
-    results.
+def prepare_run(paths, profile, out_dir, parameters, default_dir, timeout):
+    """Everything a batch run checks before the first notebook starts (local and on Ray alike).
 
-    ``timeout``: seconds per notebook (None: the profile's ``TIME_LIMITS``; 0: no limit).
-    A failing, unreadable or timed-out notebook does not stop the others unless
-    ``stop_on_error``; Ctrl-C, SIGTERM and SIGHUP stop the run. The summary keeps
-    one row per notebook of ``out_dir``: rows of earlier runs stay for notebooks not run now.
+    Returns ``(profile, notebooks, {notebook: its -p values}, {notebook: why unreadable}, timeout, out_dir)``.
     """
     profile = get_profile(profile)
     notebooks = find_notebooks(paths, default_dir)
@@ -361,6 +356,21 @@ def run_all(paths, profile=None, out_dir="runs", stop_on_error=False, parameters
         if (out_dir / nb.name).resolve() == nb.resolve():
             raise ValueError(f"the executed copy of {nb} would overwrite it: choose another --out folder")
     check_out_dir(out_dir)
+    return profile, notebooks, given, unreadable, timeout, out_dir
+
+
+def run_all(paths, profile=None, out_dir="runs", stop_on_error=False, parameters=None, default_dir="notebooks",
+            timeout=None):
+    """Run the notebooks, write executed copies and ``summary.json`` / ``summary.md`` to ``out_dir``; this run's
+    results.
+
+    ``timeout``: seconds per notebook (None: the profile's ``TIME_LIMITS``; 0: no limit).
+    A failing, unreadable or timed-out notebook does not stop the others unless
+    ``stop_on_error``; Ctrl-C, SIGTERM and SIGHUP stop the run. The summary keeps
+    one row per notebook of ``out_dir``: rows of earlier runs stay for notebooks not run now.
+    """
+    profile, notebooks, given, unreadable, timeout, out_dir = prepare_run(paths, profile, out_dir, parameters,
+                                                                          default_dir, timeout)
     results = []
     with _stop_signals_interrupt():
         try:

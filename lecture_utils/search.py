@@ -18,8 +18,9 @@ or stopped by Ctrl-C is run again with the same parameters. Sampling is seeded p
 resumed grid or random search runs exactly the trials the uninterrupted one
 would (a GP search nearly: Optuna warm-starts each kernel fit from the last).
 
-``engine="local"`` runs the trials one after another in this process; other
-engines (Ray, for a cluster) plug in through ``ENGINES``.
+``engine="local"`` runs the trials one after another in this process;
+``engine="ray"`` hands them to ``lecture_utils.cluster`` (Ray tasks; an optional
+extra). An engine is a function of a ``Job`` in ``ENGINES``.
 """
 
 import contextlib
@@ -356,6 +357,16 @@ def missing_trials(study, n_trials, grid_size=None):
     return max(0, target - len(counted))
 
 
+def check_value(value):
+    """An objective's return value as a finite float; TypeError/ValueError saying what it returned instead."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
+        raise TypeError(f"objective returned {type(value).__name__} {value!r}: it must return a number")
+    value = float(value.item() if hasattr(value, "item") else value)
+    if not math.isfinite(value):
+        raise ValueError(f"objective returned {value}")
+    return value
+
+
 def objective_for_optuna(objective, space):
     """The Optuna objective: suggest, call ``objective(params)``, record why a trial failed, and re-raise."""
 
@@ -366,12 +377,7 @@ def objective_for_optuna(objective, space):
             storage.record_heartbeat(trial._trial_id)
         params = suggest(trial, space)
         try:
-            value = objective(dict(params))
-            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
-                raise TypeError(f"objective returned {type(value).__name__} {value!r}: it must return a number")
-            value = float(value.item() if hasattr(value, "item") else value)
-            if not math.isfinite(value):
-                raise ValueError(f"objective returned {value}")
+            value = check_value(objective(dict(params)))
         except KeyboardInterrupt:
             trial.set_user_attr(INTERRUPTED_ATTR, True)
             raise
@@ -454,20 +460,31 @@ def _quiet_optuna():
         optuna.logging.set_verbosity(level)
 
 
+def _run_ray(job, **options):
+    """Run the trials as Ray tasks (``lecture_utils.cluster``, issue 17): ``address``, ``resources_per_trial``..."""
+    from lecture_utils.cluster import run_trials
+
+    run_trials(job.study, job.objective, job.space, job.n_to_run, job.verbose, **options)
+
+
 # engine name -> function(job: Job, **engine_options); it runs job.n_to_run trials of job.study (in this
 # process, or in workers sharing the study's RDB storage) and returns when they have finished.
-ENGINES = {"local": _run_local}
-PLANNED_ENGINES = {"ray": "Ray (a local instance or a cluster) is planned and not in this version yet"}
+ENGINES = {"local": _run_local, "ray": _run_ray}
 
 
 def _check_engine(engine, options):
-    if engine in ENGINES:
-        if engine == "local" and options:
-            raise ValueError(f"engine 'local' takes no options, got {', '.join(sorted(options))}")
-        return
-    if engine in PLANNED_ENGINES:
-        raise ValueError(f"engine {engine!r} is not available: {PLANNED_ENGINES[engine]}; use engine='local'")
-    raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    """Before any work: the engine exists, its options are its own, and what it needs is installed."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "local" and options:
+        raise ValueError(f"engine 'local' takes no options, got {', '.join(sorted(options))}")
+    if engine == "ray":
+        try:
+            from lecture_utils.cluster import require_ray
+        except ImportError:
+            raise ValueError("engine 'ray' is not available in this version of lecture_utils "
+                             "(no lecture_utils.cluster): use engine='local'") from None
+        require_ray()  # an ImportError that says how to install Ray
 
 
 def search(objective, space, strategy="grid", n_trials=10, seed=0, storage=None, study_name=None, *,

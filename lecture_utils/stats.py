@@ -139,7 +139,8 @@ class Comparison:
         size, span = f"{abs(self.difference):.{self.decimals}f}{units}", f"{self._f(lo)} to {self._f(hi)}"
         known = self.lower_is_better is not None
         if self.established:
-            return f"{ahead} is {'better' if known else 'higher'} than {behind} by {size} ({level} {span}, n = {self.n})"
+            word = "better" if known else "higher"
+            return f"{ahead} is {word} than {behind} by {size} ({level} {span}, n = {self.n})"
         return (f"not established: {ahead} is {'ahead of' if known else 'higher than'} {behind} by {size} on average, "
                 f"but the {level} of that lead, {span}, includes 0 (n = {self.n})")
 

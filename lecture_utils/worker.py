@@ -64,8 +64,13 @@ def _kill_kernels():
 
 
 def _exit_now(code, parent, tmp):
-    """Kill the kernel; if the runner is gone, remove its temporary folder too (nobody else will); exit."""
+    """Kill the kernel and remove its connection file; if the runner is gone, its temporary folder too; exit."""
     _kill_kernels()
+    for km in _kernel_managers:
+        try:
+            os.remove(km.connection_file)
+        except (OSError, TypeError, AttributeError):
+            pass
     if tmp and os.getppid() != parent:
         shutil.rmtree(tmp, ignore_errors=True)
     os._exit(code)
@@ -141,7 +146,8 @@ def run_job(job):
 
 def kernel_main(argv):
     """The kernel: this environment's ipykernel, killed by Linux when the worker that started it dies."""
-    die_with_parent(signal.SIGKILL)
+    if hasattr(signal, "SIGKILL"):
+        die_with_parent(signal.SIGKILL)
     parent = int(os.environ.get("JPY_PARENT_PID") or 0)
     if parent and os.getppid() != parent:
         os._exit(1)

@@ -116,3 +116,19 @@ def test_cifar_variants_shrink_as_in_the_paper():
     model = cifar_alexnet(remove=(3, 4, 6, 7), dropout=0.0)
     assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())  # 6, 7 and their dropout are gone
     assert all(m.p == 0.0 for m in cifar_alexnet(dropout=0.0).modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_he_init_keeps_the_activation_scale_through_the_convs():
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 32, 32)
+
+    def last_conv_rms(model):
+        with torch.no_grad():
+            return model.features(x).pow(2).mean().sqrt().item()
+
+    default, he = cifar_alexnet(), cifar_alexnet(init="he")
+    # PyTorch's default shrinks the signal by about sqrt(6) per conv + ReLU; He's keeps its order of magnitude.
+    assert last_conv_rms(default) < 0.05 < 0.3 < last_conv_rms(he)
+    assert all(m.bias.abs().sum() == 0 for m in he.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    with pytest.raises(ValueError, match=r"init must be one of 'pytorch', 'he'"):
+        cifar_alexnet(init="xavier")

@@ -20,13 +20,49 @@ from lecture_utils.search import search  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "notebooks"
 SPACE = {"lr": ("log", 1e-3, 1.0), "width": ("int", 8, 64)}
+# Ray's workers cannot import this test module: send its functions by value, as a notebook's are.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def test_unreachable_cluster_fails_within_seconds():
+    import socket
+
+    with socket.socket() as s:  # a port on this machine that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from lecture_utils.cluster import ray_session
+
+    if ray.is_initialized():
+        pytest.skip("a Ray session is open in this process")
+    t = time.perf_counter()
+    with pytest.raises(ConnectionError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        with ray_session(f"127.0.0.1:{port}"):
+            pass
+    assert time.perf_counter() - t < 10
+
+
+def test_bad_resources_and_address_are_clear_errors():
+    from lecture_utils.cluster import _check_reachable, _task_options
+
+    with pytest.raises(ValueError, match="unknown resources memory"):
+        _task_options({"memory": 4})
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        _task_options({"cpu": -1})
+    with pytest.raises(ValueError, match="is not 'auto', 'HOST:PORT'"):
+        _check_reachable("headnode")
+
+
+def test_engine_ray_without_ray_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[cluster\]"'):
+        search(bowl, SPACE, strategy="grid", n_trials=2, engine="ray")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray instance for this module: 2 CPUs, no dashboard; its address for joining it."""
     context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error",
-                       object_store_memory=128 * 2**20)
+                       object_store_memory=128 * 2**20, _node_ip_address="127.0.0.1")
     yield context.address_info["gcs_address"]
     ray.shutdown()
 
@@ -103,40 +139,6 @@ def test_ray_search_resumes_a_stored_study(local_ray, tmp_path):
     assert [t.params for t in again.trials[:3]] == [t.params for t in first.trials]
 
 
-def test_unreachable_cluster_fails_within_seconds():
-    import socket
-
-    with socket.socket() as s:  # a port on this machine that nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    from lecture_utils.cluster import ray_session
-
-    if ray.is_initialized():
-        pytest.skip("a Ray session is open in this process")
-    t = time.perf_counter()
-    with pytest.raises(ConnectionError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
-        with ray_session(f"127.0.0.1:{port}"):
-            pass
-    assert time.perf_counter() - t < 10
-
-
-def test_bad_resources_and_address_are_clear_errors():
-    from lecture_utils.cluster import _check_reachable, _task_options
-
-    with pytest.raises(ValueError, match="unknown resources memory"):
-        _task_options({"memory": 4})
-    with pytest.raises(ValueError, match="must be a number >= 0"):
-        _task_options({"cpu": -1})
-    with pytest.raises(ValueError, match="is not 'auto', 'HOST:PORT'"):
-        _check_reachable("headnode")
-
-
-def test_engine_ray_without_ray_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(ImportError, match=r'pip install -e "\.\[cluster\]"'):
-        search(bowl, SPACE, strategy="grid", n_trials=2, engine="ray")
-
-
 def test_runner_on_ray_runs_demo_and_failing_notebook(local_ray, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "LECTURE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
@@ -145,12 +147,10 @@ def test_runner_on_ray_runs_demo_and_failing_notebook(local_ray, tmp_path):
          "--profile", "smoke", "--out", str(out), "--ray", local_ray],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    rows = {Path(r["notebook"]).name: r for r in summary["results"]} if isinstance(summary, dict) \
-        else {Path(r["notebook"]).name: r for r in summary}
-    assert rows["demo.ipynb"]["status"] == "ok"
-    assert rows["failing.ipynb"]["status"] == "failed"
-    assert "cell" in rows["failing.ipynb"]["error"]
+    rows = {r["notebook"]: r for r in json.loads((out / "summary.json").read_text())}
+    assert rows["demo"]["status"] == "ok"
+    assert rows["failing"]["status"] == "failed"
+    assert "cell" in rows["failing"]["error"]
     assert (out / "demo.ipynb").is_file() and (out / "failing.ipynb").is_file()
     assert "ray" in proc.stdout.lower()
 

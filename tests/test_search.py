@@ -150,7 +150,6 @@ def test_malformed_space(space, words):
     (dict(strategy="hyperband"), "unknown strategy 'hyperband': choose one of grid, random, bayes"),
     (dict(seed=-1), "seed must be an int >= 0"),
     (dict(engine="spark"), "unknown engine 'spark'"),
-    (dict(engine="ray"), "engine 'ray' is not available"),
     (dict(engine="local", address="auto"), "engine 'local' takes no options, got address"),
     (dict(study_name=""), "study_name must be a non-empty string"),
 ])

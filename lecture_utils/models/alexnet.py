@@ -20,7 +20,7 @@ from typing import Iterable, NamedTuple, Sequence, Tuple
 import torch
 from torch import nn
 
-__all__ = ["AlexNet", "alexnet", "cifar_alexnet", "IMAGENET_CONVS", "KRIZHEVSKY2012_CONVS", "CIFAR_CONVS"]
+__all__ = ["AlexNet", "alexnet", "cifar_alexnet", "he_init_", "IMAGENET_CONVS", "KRIZHEVSKY2012_CONVS", "CIFAR_CONVS"]
 
 
 class ConvSpec(NamedTuple):
@@ -187,14 +187,42 @@ def alexnet(
     return AlexNet(num_classes=num_classes, remove=remove, convs=convs)
 
 
+INITS = ("pytorch", "he")
+
+
+def he_init_(model: nn.Module) -> nn.Module:
+    """He et al. 2015 initialization of the conv and hidden FC layers (normal, fan-in, ReLU gain; zero biases).
+
+    It keeps the variance of the activations the same from layer to layer, so a
+    deep net without normalization starts learning at once; PyTorch's default
+    (uniform, variance 1/(3 fan-in)) shrinks it at every layer. The classifier
+    (the last linear layer) starts small, normal with std 0.01 (as torchvision's
+    VGG does), so the first logits are near zero and the first steps stay stable.
+    """
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for m in layers[:-1]:
+        nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(m.bias)
+    nn.init.normal_(layers[-1].weight, std=0.01)
+    nn.init.zeros_(layers[-1].bias)
+    return model
+
+
 def cifar_alexnet(
-    num_classes: int = 10, remove: Iterable[int] = (), width: float = 0.5, hidden: int = 512, dropout: float = 0.5
+    num_classes: int = 10,
+    remove: Iterable[int] = (),
+    width: float = 0.5,
+    hidden: int = 512,
+    dropout: float = 0.5,
+    init: str = "pytorch",
 ) -> AlexNet:
     """AlexNet for 32x32 images: 3x3 convs, 2x2 pools to 4x4, channels scaled by ``width``.
 
     The default (width 0.5: 32-96-192-128-128 maps, FC 512, 1.88M parameters)
     trains at a few hundred images/s on two CPU cores; ``width=1.0, hidden=1024``
     gives AlexNet's full 64-192-384-256-256 maps (7.5M parameters, ~3.5x slower).
+    ``init="pytorch"`` keeps PyTorch's default initialization (as torchvision's
+    AlexNet does); ``init="he"`` applies ``he_init_``.
     """
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"width must be a positive number (1.0: AlexNet's 64-192-384-256-256 maps), got {width!r}")
@@ -202,8 +230,10 @@ def cifar_alexnet(
         raise ValueError(f"hidden must be a positive int (the width of FC6 and FC7), got {hidden!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1) (the paper's 0.5), got {dropout!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
     convs = [spec._replace(out_channels=max(1, round(spec.out_channels * width))) for spec in CIFAR_CONVS]
-    return AlexNet(
+    model = AlexNet(
         num_classes=num_classes,
         remove=remove,
         convs=convs,
@@ -213,3 +243,4 @@ def cifar_alexnet(
         hidden=hidden,
         dropout=dropout,
     )
+    return he_init_(model) if init == "he" else model
