@@ -30,6 +30,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -181,7 +182,7 @@ def main():
     warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # mkldnn.flags() on a CPU build
     rows = model_rows()
     if args.only:
-        wanted = set(args.only.split(","))
+        wanted = set(_names(args.only))
         rows = [r for r in rows if r[0] in wanted]
     if args.quick:
         rows = [r for r in rows if r[0] in ("lenet", "cifar_resnet(20)")]
@@ -224,10 +225,15 @@ def main():
     print(f"Peak again at the end: {matmul_peak() / 1e9:.1f} GMAC/s. Load average at the end: {load}.")
 
 
+def _names(text):
+    """Comma-separated row names; a comma inside parentheses ("cifar_resnet(20, plain)") belongs to the name."""
+    return [name.strip() for name in re.split(r",(?![^(]*\))", text) if name.strip()]
+
+
 def variant_rows(rows, steps, args, peak):
     """Baseline, channels_last, mkldnn off (and torch.compile) side by side, interleaved per model."""
-    names = set(args.variant_models.split(","))
-    compiled = set(args.compile_models.split(","))
+    names = set(_names(args.variant_models))
+    compiled = set(_names(args.compile_models))
     print(f"Variants, {args.threads} thread(s): train img/s (change against the baseline of the same model, "
           "measured just before it); final training loss after the same steps (float32 throughout)")
     print()
