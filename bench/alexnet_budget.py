@@ -4,9 +4,9 @@ Trains ``cifar_alexnet(remove=...)`` variants on a CIFAR-10 subset (pad-and-crop
 momentum, cosine decay, as notebooks/03_alexnet_ablations.ipynb does) and prints one JSON line per run:
 training error (un-augmented training subset, eval mode), test error on ``--n-val`` test images, the
 per-epoch training error (augmented, dropout on) and, with ``--monitor 1``, the test error after every epoch;
-``--out`` appends the lines to a file. Run it through a ``heavy`` lane (1 thread):
+``--out`` appends the lines to a file. Run it on one thread (the notebooks' budgets are sized for one):
 
-    heavy python3 bench/alexnet_budget.py --n-train 1000 --epochs 30 --variants "none;3,4,6,7" --monitor 1
+    OMP_NUM_THREADS=1 python3 bench/alexnet_budget.py --n-train 1000 --epochs 30 --variants "none;3,4,6,7" --monitor 1
 
 Variants are ``;``-separated removals (``none`` is the full net).
 """

@@ -6,9 +6,9 @@ LeNet once per expansion with the same subset, initialization and data order
 tests on the 10,000 MNIST test digits. Prints per-run errors, wall and CPU seconds (on a shared machine the CPU
 seconds of the 1-thread run are the better measure of its cost), the
 paired comparison of each pair, and a JSON line per design (append it with
-``--out``). Run it through the ``heavy`` lane (1 thread):
+``--out``). Run it on one thread (the notebooks' budgets are sized for one):
 
-    heavy python3 bench/design_elastic.py --n-train 1000 --epochs 40 --seeds 3 --subset fixed
+    OMP_NUM_THREADS=1 python3 bench/design_elastic.py --n-train 1000 --epochs 40 --seeds 3 --subset fixed
 """
 
 import argparse

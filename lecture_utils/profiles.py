@@ -36,7 +36,7 @@ SETTINGS = {
     # 02_elastic_distortions
     "elastic": {
         "smoke": dict(n_train=500, n_test=500, n_monitor=200, epochs=2, batch_size=128, repeats=2),
-        "default": dict(n_train=1000, n_test=10000, n_monitor=500, epochs=40, batch_size=128, repeats=3),
+        "default": dict(n_train=1000, n_test=10000, n_monitor=500, epochs=40, batch_size=128, repeats=5),
         "full": dict(n_train=60000, n_test=10000, n_monitor=2000, epochs=40, batch_size=256, repeats=3),
     },
     # 07_debugging_and_visualization (n_test: held-out images watched as the validation set)
