@@ -15,8 +15,6 @@ import argparse
 import json
 import time
 
-import torch
-
 from lecture_utils.augment import flip, pad_crop
 from lecture_utils.data import DeviceBatches, load_data, take_subset
 from lecture_utils.device import seed_everything

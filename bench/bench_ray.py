@@ -37,15 +37,15 @@ def ray_memory_mb():
 
 def startup(num_cpus):
     t0 = time.perf_counter()
-    import ray  # noqa: F401
+    import ray  # noqa: F401  (timed: importing Ray is part of its cost)
 
     from lecture_utils.cluster import ray_session
 
     t1 = time.perf_counter()
-    with ray_session(None, num_cpus=num_cpus) as ray:
+    with ray_session(None, num_cpus=num_cpus) as session:
         t2 = time.perf_counter()
-        noop = ray.remote(num_cpus=1)(lambda: None)
-        ray.get([noop.remote() for _ in range(num_cpus)])
+        noop = session.remote(num_cpus=1)(lambda: None)
+        session.get([noop.remote() for _ in range(num_cpus)])
         t3 = time.perf_counter()
         memory = ray_memory_mb()
         t4 = time.perf_counter()

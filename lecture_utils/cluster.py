@@ -217,8 +217,6 @@ def run_all_on_ray(paths, profile=None, out_dir="runs", stop_on_error=False, par
     has its time limit; Ctrl-C, SIGTERM and SIGHUP cancel the tasks still running, mark them
     interrupted and write the summary.
     """
-    from pathlib import Path
-
     from lecture_utils.runner import Result, _report, _result, _stop_signals_interrupt, prepare_run
     from lecture_utils.summary import write_summary
 

@@ -3,7 +3,6 @@ inputs, the overfit check reaches 0 on a small subset and fails on labels shuffl
 clearly."""
 
 import math
-import warnings
 
 import pytest
 import torch

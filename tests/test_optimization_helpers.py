@@ -8,7 +8,7 @@ from torch import nn
 
 from lecture_utils.data import DeviceBatches, load_dataset
 from lecture_utils.initialization import initialize, layer_statistics, saturated_fraction
-from lecture_utils.models.small import MLP, PlainNet, SmallConvNet, mlp, plain_net, small_convnet
+from lecture_utils.models.small import PlainNet, mlp, plain_net, small_convnet
 from lecture_utils.train import fit
 
 
