@@ -5,7 +5,6 @@ import hashlib
 import io
 import os
 import pickle
-import socket
 import tarfile
 
 import numpy as np
@@ -18,11 +17,7 @@ from lecture_utils.data import CIFAR10_CLASSES, cache_path, load_data, load_data
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    def no_connection(*args, **kwargs):
-        raise OSError("offline (test)")
-
-    monkeypatch.setattr(socket, "create_connection", no_connection)
+def offline(no_network, monkeypatch):
     monkeypatch.delenv("LECTURE_DATA_DIR", raising=False)
 
 

@@ -1,7 +1,6 @@
 """Data folders as users have them (hidden entries, stray files, other class names), and printed paths."""
 
 import functools
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,7 @@ from lecture_utils.data import (CIFAR10_CLASSES, DataUnavailable, DeviceBatches,
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    def no_connection(*args, **kwargs):
-        raise OSError("offline (test)")
-
-    monkeypatch.setattr(socket, "create_connection", no_connection)
+def offline(no_network, monkeypatch):
     monkeypatch.delenv("LECTURE_DATA_DIR", raising=False)
     monkeypatch.delenv("LECTURE_STRICT_DATA", raising=False)
 
