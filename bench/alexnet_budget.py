@@ -4,7 +4,8 @@ Trains ``cifar_alexnet(remove=...)`` variants on a CIFAR-10 subset (pad-and-crop
 momentum, cosine decay, as notebooks/03_alexnet_ablations.ipynb does) and prints one JSON line per run:
 training error (un-augmented training subset, eval mode), test error on ``--n-val`` test images, the
 per-epoch training error (augmented, dropout on) and, with ``--monitor 1``, the test error after every epoch;
-``--out`` appends the lines to a file. Run it on one thread (the notebooks' budgets are sized for one):
+``--out`` appends the lines to a file; ``--bn 1`` adds batch norm after every conv. Run it on one thread
+(the notebooks' budgets are sized for one):
 
     OMP_NUM_THREADS=1 python3 bench/alexnet_budget.py --n-train 1000 --epochs 30 --variants "none;3,4,6,7" --monitor 1
 
@@ -34,6 +35,8 @@ def main(argv=None):
     p.add_argument("--bs", type=int, default=128)
     p.add_argument("--width", type=float, default=0.5)
     p.add_argument("--init", choices=("pytorch", "he"), default="pytorch")
+    p.add_argument("--bn", type=int, default=0, help="1: batch norm after every conv")
+    p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--monitor", type=int, default=0, help="1: test error after every epoch")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
     a = p.parse_args(argv)
@@ -52,14 +55,14 @@ def main(argv=None):
         for v in a.variants.split(";"):
             remove = () if v == "none" else tuple(int(s) for s in v.split(","))
             seed_everything(seed)
-            model = cifar_alexnet(remove=remove, width=a.width, init=a.init)
+            model = cifar_alexnet(remove=remove, width=a.width, init=a.init, batch_norm=bool(a.bn), dropout=a.dropout)
             batches = DeviceBatches(tx, ty, a.bs, shuffle=True, augment=augment, mean=mean, std=std, seed=seed)
             t0 = time.perf_counter()
             h = fit(model, batches, val if a.monitor else None, epochs=a.epochs, lr=a.lr, weight_decay=a.wd,
                     warmup_epochs=min(1.0, a.epochs / 10), verbose=False, progress=False)
             sec = time.perf_counter() - t0
             row = dict(variant=v, seed=seed, n_train=a.n_train, epochs=a.epochs, bs=a.bs, lr=a.lr, width=a.width,
-                       init=a.init, dataset=data.dataset,
+                       init=a.init, bn=a.bn, dropout=a.dropout, dataset=data.dataset,
                        train_err=evaluate(model, DeviceBatches(tx, ty, 500, mean=mean, std=std))["error"],
                        val_err=evaluate(model, val)["error"], seconds=round(sec, 1),
                        images_per_second=round(a.n_train * a.epochs / sec),

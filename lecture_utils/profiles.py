@@ -62,7 +62,7 @@ SETTINGS = {
     "alexnet_ablations": {
         "smoke": dict(n_train=256, epochs=1, n_capacity=128, capacity_epochs=2, n_test=500, repeats=2,
                       batch_size=128, width=0.25),
-        "default": dict(n_train=2000, epochs=4, n_capacity=1000, capacity_epochs=40, n_test=2000, repeats=3,
+        "default": dict(n_train=2000, epochs=4, n_capacity=1000, capacity_epochs=30, n_test=2000, repeats=3,
                         batch_size=64, width=0.25),
         "full": dict(n_train=50000, epochs=30, n_capacity=10000, capacity_epochs=60, n_test=10000, repeats=3,
                      batch_size=128, width=0.5),

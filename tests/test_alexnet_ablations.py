@@ -101,6 +101,7 @@ def test_bad_alexnet_arguments(kwargs, message):
         (dict(hidden=0), r"hidden must be a positive int"),
         (dict(hidden=512.0), r"hidden must be a positive int"),
         (dict(dropout=1.0), r"dropout must be a number in \[0, 1\)"),
+        (dict(batch_norm="yes"), r"batch_norm must be True or False"),
     ],
 )
 def test_bad_cifar_alexnet_arguments(kwargs, message):
@@ -132,3 +133,20 @@ def test_he_init_keeps_the_activation_scale_through_the_convs():
     assert all(m.bias.abs().sum() == 0 for m in he.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     with pytest.raises(ValueError, match=r"init must be one of 'pytorch', 'he'"):
         cifar_alexnet(init="xavier")
+
+
+def test_batch_norm_sits_between_each_kept_conv_and_its_relu():
+    model = cifar_alexnet(remove=(3, 4), width=0.25, batch_norm=True, init="he")
+    names = list(model.features._modules)
+    assert [n for n in names if n.startswith("bn")] == ["bn1", "bn2", "bn5"]  # one per kept conv
+    for k in (1, 2, 5):
+        assert names.index(f"conv{k}") + 1 == names.index(f"bn{k}") == names.index(f"relu{k}") - 1
+        assert model.features._modules[f"conv{k}"].bias is None  # the norm's shift replaces it
+    plain = cifar_alexnet(remove=(3, 4), width=0.25)
+    conv_biases = sum(m.bias.numel() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    bn_params = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    assert count_parameters(model) == count_parameters(plain) - conv_biases + bn_params
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():  # in training mode batch norm scales the conv output to unit variance
+        assert 0.95 < model.features[:2](x).std().item() < 1.05  # conv1 + bn1, batch statistics

@@ -110,6 +110,8 @@ class AlexNet(nn.Module):
     channels. Removing FC6 (or FC7) makes the next FC layer take its input.
     A conv's ``groups`` (``ConvSpec.groups``) splits its input and output maps
     into that many halves that do not see each other, as on Krizhevsky's two GPUs.
+    ``batch_norm=True`` puts a BatchNorm2d between every conv and its ReLU (not in
+    the paper, which predates it: it lets a deep plain net train from the first steps).
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class AlexNet(nn.Module):
         hidden: int = 4096,
         dropout: float = 0.5,
         in_channels: int = 3,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         if len(convs) != len(_CONV_LAYERS):
@@ -140,8 +143,11 @@ class AlexNet(nn.Module):
                         f"by {spec.groups}, got {channels} -> {spec.out_channels}"
                     )
                 features[f"conv{number}"] = nn.Conv2d(
-                    channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding, groups=spec.groups
+                    channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding, groups=spec.groups,
+                    bias=not batch_norm,  # batch norm's shift takes the place of the bias
                 )
+                if batch_norm:
+                    features[f"bn{number}"] = nn.BatchNorm2d(spec.out_channels)
                 features[f"relu{number}"] = nn.ReLU(inplace=True)
                 channels = spec.out_channels  # the next conv is rewired to these channels
             if spec.pool_after:
@@ -202,7 +208,8 @@ def he_init_(model: nn.Module) -> nn.Module:
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     for m in layers[:-1]:
         nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-        nn.init.zeros_(m.bias)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
     nn.init.normal_(layers[-1].weight, std=0.01)
     nn.init.zeros_(layers[-1].bias)
     return model
@@ -215,6 +222,7 @@ def cifar_alexnet(
     hidden: int = 512,
     dropout: float = 0.5,
     init: str = "pytorch",
+    batch_norm: bool = False,
 ) -> AlexNet:
     """AlexNet for 32x32 images: 3x3 convs, 2x2 pools to 4x4, channels scaled by ``width``.
 
@@ -222,7 +230,8 @@ def cifar_alexnet(
     trains at a few hundred images/s on two CPU cores; ``width=1.0, hidden=1024``
     gives AlexNet's full 64-192-384-256-256 maps (7.5M parameters, ~3.5x slower).
     ``init="pytorch"`` keeps PyTorch's default initialization (as torchvision's
-    AlexNet does); ``init="he"`` applies ``he_init_``.
+    AlexNet does); ``init="he"`` applies ``he_init_``. ``batch_norm=True`` adds
+    batch normalization after every conv (see ``AlexNet``).
     """
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"width must be a positive number (1.0: AlexNet's 64-192-384-256-256 maps), got {width!r}")
@@ -232,6 +241,8 @@ def cifar_alexnet(
         raise ValueError(f"dropout must be a number in [0, 1) (the paper's 0.5), got {dropout!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}")
     convs = [spec._replace(out_channels=max(1, round(spec.out_channels * width))) for spec in CIFAR_CONVS]
     model = AlexNet(
         num_classes=num_classes,
@@ -242,5 +253,6 @@ def cifar_alexnet(
         pooled_size=4,
         hidden=hidden,
         dropout=dropout,
+        batch_norm=batch_norm,
     )
     return he_init_(model) if init == "he" else model
