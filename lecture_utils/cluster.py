@@ -184,7 +184,6 @@ def _run_on_node(path, source, profile, parameters, timeout, threads):
     The notebook runs from ``path`` when this node has it (a shared file system, or the same
     checkout on every node), else from the ``source`` sent along, in a temporary folder.
     """
-    import socket
     import tempfile
     from dataclasses import asdict
     from pathlib import Path
