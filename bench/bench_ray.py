@@ -1,7 +1,7 @@
 """When is Ray worth it on one machine? Start-up cost of a local instance, and overhead per trial.
 
 Prints two tables:
-1. a local Ray instance (``lecture_utils.cluster.ray_session``): seconds to import Ray, to start it,
+1. a local Ray instance (``lecture_utils.course.cluster.ray_session``): seconds to import Ray, to start it,
    to run the first tasks, to shut it down, and the resident memory of its processes;
 2. a random search of ``--trials`` trials of an objective that sleeps ``--work`` seconds (0: a no-op),
    in process (``engine="local"``) and as Ray tasks on a running local instance (``engine="ray"``,
@@ -39,7 +39,7 @@ def startup(num_cpus):
     t0 = time.perf_counter()
     import ray  # noqa: F401  (timed: importing Ray is part of its cost)
 
-    from lecture_utils.cluster import ray_session
+    from lecture_utils.course.cluster import ray_session
 
     t1 = time.perf_counter()
     with ray_session(None, num_cpus=num_cpus) as session:
@@ -65,7 +65,7 @@ def objective_factory(work):
 
 def searches(trials, works, concurrent, num_cpus):
     """Wall seconds of the same random search in process and as Ray tasks (instance already running)."""
-    from lecture_utils.cluster import ray_session
+    from lecture_utils.course.cluster import ray_session
     from lecture_utils.search import search
 
     space = {"x": ("linear", 0.0, 1.0)}

@@ -19,7 +19,7 @@ resumed grid or random search runs exactly the trials the uninterrupted one
 would (a GP search nearly: Optuna warm-starts each kernel fit from the last).
 
 ``engine="local"`` runs the trials one after another in this process;
-``engine="ray"`` hands them to ``lecture_utils.cluster`` (Ray tasks; an optional
+``engine="ray"`` hands them to ``lecture_utils.course.cluster`` (Ray tasks; an optional
 extra). An engine is a function of a ``Job`` in ``ENGINES``.
 """
 
@@ -461,8 +461,8 @@ def _quiet_optuna():
 
 
 def _run_ray(job, **options):
-    """Run the trials as Ray tasks (``lecture_utils.cluster``, issue 17): ``address``, ``resources_per_trial``..."""
-    from lecture_utils.cluster import run_trials
+    """Run the trials as Ray tasks (``lecture_utils.course.cluster``, issue 17): ``address``, ``resources_per_trial``..."""
+    from lecture_utils.course.cluster import run_trials
 
     run_trials(job.study, job.objective, job.space, job.n_to_run, job.verbose, **options)
 
@@ -480,10 +480,10 @@ def _check_engine(engine, options):
         raise ValueError(f"engine 'local' takes no options, got {', '.join(sorted(options))}")
     if engine == "ray":
         try:
-            from lecture_utils.cluster import require_ray
+            from lecture_utils.course.cluster import require_ray
         except ImportError:
             raise ValueError("engine 'ray' is not available in this version of lecture_utils "
-                             "(no lecture_utils.cluster): use engine='local'") from None
+                             "(no lecture_utils.course.cluster): use engine='local'") from None
         require_ray()  # an ImportError that says how to install Ray
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lecture_utils import data as data_mod
-from lecture_utils.__main__ import main
+from lecture_utils.course.cli import main
 from lecture_utils.augment import elastic_distort, random_affine, warp
 from lecture_utils.checkpoint import CheckpointError
 from lecture_utils.data import (Data, DataCorrupted, DataUnavailable, DeviceBatches, load_data, load_dataset,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lecture_utils import runner
-from lecture_utils.__main__ import main
+from lecture_utils.course import runner
+from lecture_utils.course.cli import main
 from lecture_utils.record import read_record_items, read_records, record
-from lecture_utils.summary import summary_markdown
+from lecture_utils.course.summary import summary_markdown
 
 HERE = Path(__file__).parent
 REPO = HERE.parent

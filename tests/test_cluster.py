@@ -30,7 +30,7 @@ def test_unreachable_cluster_fails_within_seconds():
     with socket.socket() as s:  # a port on this machine that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    from lecture_utils.cluster import ray_session
+    from lecture_utils.course.cluster import ray_session
 
     if ray.is_initialized():
         pytest.skip("a Ray session is open in this process")
@@ -42,7 +42,7 @@ def test_unreachable_cluster_fails_within_seconds():
 
 
 def test_bad_resources_and_address_are_clear_errors():
-    from lecture_utils.cluster import _check_reachable, _task_options
+    from lecture_utils.course.cluster import _check_reachable, _task_options
 
     with pytest.raises(ValueError, match="unknown resources memory"):
         _task_options({"memory": 4})

@@ -1,6 +1,6 @@
 """Committed notebooks are clean: outputs kept, noise gone, badge, Colab setup cell and parameters cell present.
 
-Clean them with ``python -m lecture_utils.nbclean`` (``--check`` only reports).
+Clean them with ``python -m lecture_utils.course.nbclean`` (``--check`` only reports).
 """
 
 import re
@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from lecture_utils import nbclean
+from lecture_utils.course import nbclean
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -26,7 +26,7 @@ def read(path):
 
 def report(path, found):
     return f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path} is not clean " \
-           "(python -m lecture_utils.nbclean fixes what it can):\n  - " + "\n  - ".join(found)
+           "(python -m lecture_utils.course.nbclean fixes what it can):\n  - " + "\n  - ".join(found)
 
 
 def test_there_are_notebooks():
@@ -141,7 +141,7 @@ def make_dirty(nb):
 
 
 def run_cleaner(*args):
-    return subprocess.run([sys.executable, "-m", "lecture_utils.nbclean", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "lecture_utils.course.nbclean", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
 
 

@@ -162,7 +162,7 @@ def test_a_notebook_past_its_time_limit_is_stopped_marked_and_kept(tmp_path):
 
 
 def test_the_runner_keeps_going_after_a_failure_unless_told_to_stop(tmp_path, monkeypatch):
-    from lecture_utils import runner
+    from lecture_utils.course import runner
 
     ran = []
 
@@ -192,6 +192,7 @@ def _alive(pid):
 
 
 def test_progress_variable_matches_train():
-    from lecture_utils import runner, train
+    from lecture_utils import train
+    from lecture_utils.course import runner
 
     assert runner.PROGRESS_ENV == train.PROGRESS_ENV

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lecture_utils import runner
-from lecture_utils.__main__ import main
+from lecture_utils.course import runner
+from lecture_utils.course.cli import main
 
 HERE = Path(__file__).parent
 SLEEPER = HERE / "notebooks" / "faults" / "sleeper.ipynb"
@@ -110,7 +110,7 @@ def test_a_worker_started_by_a_parent_that_is_already_gone_exits_at_once(tmp_pat
     job = {"input": str(SLEEPER), "output": str(tmp_path / "o.ipynb"), "result": str(scratch / "r.json"),
            "tmp": str(scratch), "parent": 1, "parameters": "{}"}  # "parent" is not its parent
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "lecture_utils.worker", json.dumps(job)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lecture_utils.course.worker", json.dumps(job)], capture_output=True,
                           timeout=60)
     assert proc.returncode == 1 and time.monotonic() - started < 30
     assert not scratch.exists() and not (tmp_path / "o.ipynb").exists()

@@ -188,7 +188,7 @@ def _run_on_node(path, source, profile, parameters, timeout, threads):
     from dataclasses import asdict
     from pathlib import Path
 
-    from lecture_utils.runner import run_notebook
+    from lecture_utils.course.runner import run_notebook
 
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory(prefix="lecture_ray_") as tmp:
@@ -216,8 +216,8 @@ def run_all_on_ray(paths, profile=None, out_dir="runs", stop_on_error=False, par
     has its time limit; Ctrl-C, SIGTERM and SIGHUP cancel the tasks still running, mark them
     interrupted and write the summary.
     """
-    from lecture_utils.runner import Result, _report, _result, _stop_signals_interrupt, prepare_run
-    from lecture_utils.summary import write_summary
+    from lecture_utils.course.runner import Result, _report, _result, _stop_signals_interrupt, prepare_run
+    from lecture_utils.course.summary import write_summary
 
     profile, notebooks, given, unreadable, timeout, out_dir = prepare_run(paths, profile, out_dir, parameters,
                                                                           default_dir, timeout)
@@ -283,7 +283,7 @@ class _StopOnError(Exception):
 
 def _gather(ray, ref, nb, out_dir, profile, seconds):
     """The ``Result`` of a finished task, its executed copy written into ``out_dir``."""
-    from lecture_utils.runner import Result
+    from lecture_utils.course.runner import Result
 
     out = out_dir.resolve() / nb.name
     try:
@@ -302,7 +302,7 @@ def _gather(ray, ref, nb, out_dir, profile, seconds):
 
 def _cancel(ray, pending, results, out_dir, profile, started, why, status="failed", stopped_by=""):
     """Cancel every task still running; a row for each."""
-    from lecture_utils.runner import Result
+    from lecture_utils.course.runner import Result
 
     for ref, nb in list(pending.items()):
         ray.cancel(ref, force=True)

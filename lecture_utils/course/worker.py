@@ -1,9 +1,9 @@
 """The worker process of ``python -m lecture_utils run``: one notebook, run by papermill, never outliving the runner.
 
-The runner starts ``python -m lecture_utils.worker JOB`` in a session of its
+The runner starts ``python -m lecture_utils.course.worker JOB`` in a session of its
 own. The worker runs the notebook in a kernel of the current environment
 (``sys.executable``'s ipykernel, whatever the notebook's metadata names),
-started as ``python -m lecture_utils.worker --kernel -f CONNECTION_FILE``.
+started as ``python -m lecture_utils.course.worker --kernel -f CONNECTION_FILE``.
 
 Neither may outlive the runner, even one killed with SIGKILL:
 
@@ -103,7 +103,7 @@ def kernel_manager_class():
 
         @property
         def kernel_spec(self):
-            argv = [sys.executable, "-m", "lecture_utils.worker", "--kernel", "-f", "{connection_file}"]
+            argv = [sys.executable, "-m", "lecture_utils.course.worker", "--kernel", "-f", "{connection_file}"]
             return KernelSpec(argv=argv, display_name="Python 3 (ipykernel)", language="python", resource_dir="")
 
     return CurrentEnvKernelManager

@@ -1,6 +1,6 @@
 """Clean committed notebooks: keep the outputs a reader wants on GitHub, drop the noise.
 
-``python -m lecture_utils.nbclean [NOTEBOOK ...]`` cleans in place (default:
+``python -m lecture_utils.course.nbclean [NOTEBOOK ...]`` cleans in place (default:
 every notebook in ``notebooks/``); ``--check`` changes nothing and exits 1 if
 a notebook is not clean. Executed copies from ``python -m lecture_utils run``
 (papermill) come out of it as a reader should see them:
@@ -34,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = CHECKOUT / "notebooks"
 BRANCH = "main"  # the branch the Colab badges open
 
@@ -359,14 +359,14 @@ def problems(path, repo_url=None):
         found.append(f"not a valid notebook: {err.message}")
     found += structure_problems(nb, path.name, repo_url) + noise_problems(nb) + execution_problems(nb)
     if needs_cleaning(path, repo_url):
-        found.insert(0, "not in the cleaner's form (run: python -m lecture_utils.nbclean)")
+        found.insert(0, "not in the cleaner's form (run: python -m lecture_utils.course.nbclean)")
     return found
 
 
 # ---------------------------------------------------------------- command line
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lecture_utils.nbclean", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lecture_utils.course.nbclean", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks or folders (default: every notebook in notebooks/)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is not clean")
     args = parser.parse_args(argv)

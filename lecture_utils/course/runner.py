@@ -1,6 +1,6 @@
 """Batch runs of the notebooks with papermill, and a summary of what each one measured.
 
-Each notebook runs in a worker process of its own (``lecture_utils.worker``)
+Each notebook runs in a worker process of its own (``lecture_utils.course.worker``)
 under a time limit: a notebook that fails, hangs or runs past its limit costs
 that notebook only. Its executed copy is kept either way, for inspection.
 Ctrl-C, SIGTERM (a CI cancel, ``timeout``) and SIGHUP (a closed terminal)
@@ -29,8 +29,8 @@ from pathlib import Path
 from lecture_utils.profiles import ENV_VAR as PROFILE_ENV
 from lecture_utils.profiles import TIME_LIMITS, get_profile
 from lecture_utils.record import format_value, read_record_items
-from lecture_utils.summary import summary_markdown, write_summary
-from lecture_utils.worker import executed_cells, user_cell_index
+from lecture_utils.course.summary import summary_markdown, write_summary
+from lecture_utils.course.worker import executed_cells, user_cell_index
 
 PROGRESS_ENV = "LECTURE_PROGRESS"  # train.PROGRESS_ENV; not imported from there, to keep torch out of the worker
 
@@ -210,7 +210,7 @@ def run_notebook(path, profile, out_dir, parameters=None, timeout=None):
     out = Path(out_dir).resolve() / path.name
     if out == path:
         raise ValueError(f"the executed copy of {path} would overwrite it: choose another --out folder")
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     stopped_by = ""
     with tempfile.TemporaryDirectory(prefix="lecture_run_") as tmp:
         env = {**os.environ, PROFILE_ENV: profile, PROGRESS_ENV: "0", "JUPYTER_RUNTIME_DIR": str(Path(tmp) / "jupyter"),
@@ -223,7 +223,7 @@ def run_notebook(path, profile, out_dir, parameters=None, timeout=None):
         proc = None
         try:
             with open(log, "wb") as log_file:
-                proc = subprocess.Popen([sys.executable, "-m", "lecture_utils.worker", json.dumps(job)], env=env,
+                proc = subprocess.Popen([sys.executable, "-m", "lecture_utils.course.worker", json.dumps(job)], env=env,
                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
                 proc.wait(timeout=timeout)
             status, error = _worker_outcome(proc.returncode, Path(job["result"]), log)
