@@ -1,77 +1,83 @@
-"""Budget study for notebook 03: at which budget do Zeiler & Fergus' AlexNet removals order as in the paper?
+"""Budget study for notebook 03: at which training-set size and budget does the full AlexNet beat -3,4,6,7?
 
-Trains ``cifar_alexnet(remove=...)`` variants on a CIFAR-10 subset (pad-and-crop + flip, SGD with Nesterov
-momentum, cosine decay, as notebooks/03_alexnet_ablations.ipynb does) and prints one JSON line per run:
-training error (un-augmented training subset, eval mode), test error on ``--n-val`` test images, the
-per-epoch training error (augmented, dropout on) and, with ``--monitor 1``, the test error after every epoch;
-``--out`` appends the lines to a file; ``--bn 1`` adds batch norm after every conv. Run it on one thread
-(the notebooks' budgets are sized for one):
+Trains ``cifar_alexnet(remove=...)`` variants on nested CIFAR-10 subsets (one shuffle, seeded by
+``--subset-seed``; the first n images for each size n of ``--schedule``), with pad-and-crop + flip, SGD with
+Nesterov momentum and cosine decay, as notebooks/03_alexnet_ablations.ipynb does (``lecture_utils.ablations``),
+and prints one JSON line per run: the training error (un-augmented training subset, eval mode), the test error
+on ``--n-test`` test images (a fixed seeded subset), the seconds and images/second of the run, the per-epoch
+training error; then the growth table (test error per seed and the paired verdict per size). ``--out``
+appends the JSON lines to a file. Run it on one thread (the notebooks' budgets are sized for one):
 
-    OMP_NUM_THREADS=1 python3 bench/alexnet_budget.py --n-train 1000 --epochs 30 --variants "none;3,4,6,7" --monitor 1
+    OMP_NUM_THREADS=1 python3 bench/alexnet_budget.py --schedule 500:40,2000:20,8000:8 --seeds 0,1 --bn 1
 
-Variants are ``;``-separated removals (``none`` is the full net).
+Variants are ``;``-separated names of ``lecture_utils.ablations.VARIANTS`` (full, -7, -6,7, -3,4, -3,4,6,7).
 """
 
 import argparse
 import json
-import time
 
+from lecture_utils.ablations import VARIANTS, growth_study, growth_table
 from lecture_utils.augment import flip, pad_crop
-from lecture_utils.data import DeviceBatches, load_data, take_subset
-from lecture_utils.device import seed_everything
+from lecture_utils.data import DeviceBatches, as_rgb32, load_data, take_subset
 from lecture_utils.models import cifar_alexnet
-from lecture_utils.train import evaluate, fit
+
+
+def augment(x, g):
+    return flip(pad_crop(x, 4, generator=g), generator=g)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variants", default="none;7;6,7;3,4;3,4,6,7", help="';'-separated removals, 'none' = full net")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-val", type=int, default=2000, help="test images scored (a fixed seeded subset)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (subset, initialization, order)")
+    p.add_argument("--variants", default="full;-3,4,6,7", help="';'-separated variant names")
+    p.add_argument("--schedule", default="1000:30", help="training-set sizes and their epochs, e.g. 500:40,4000:10")
+    p.add_argument("--n-test", type=int, default=2000, help="test images scored (a fixed seeded subset)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (initialization, batch order, augmentation)")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the shuffle the nested training sets come from")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--wd", type=float, default=5e-4)
-    p.add_argument("--bs", type=int, default=128)
-    p.add_argument("--width", type=float, default=0.5)
+    p.add_argument("--bs", type=int, default=64)
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--conv1-kernel", type=int, default=3)
     p.add_argument("--init", choices=("pytorch", "he"), default="pytorch")
-    p.add_argument("--bn", type=int, default=0, help="1: batch norm after every conv")
+    p.add_argument("--bn", type=int, default=1, help="1: batch norm after every conv")
     p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--monitor", type=int, default=0, help="1: test error after every epoch")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
     a = p.parse_args(argv)
 
+    variants = a.variants.split(";")
+    schedule = {int(n): int(e) for n, e in (item.split(":") for item in a.schedule.split(","))}
+    seeds = [int(s) for s in a.seeds.split(",")]
     data = load_data("cifar10", strict=True)
-    mean = data.train_images[:5000].float().div(255).mean((0, 2, 3))
-    std = data.train_images[:5000].float().div(255).std((0, 2, 3))
-    vx, vy = take_subset(data.test_images, data.test_labels, a.n_val, 123)
-    val = DeviceBatches(vx, vy, 500, mean=mean, std=std)
+    x, y = take_subset(as_rgb32(data.train_images), data.train_labels, max(schedule), a.subset_seed)
+    mean, std = x.float().div(255).mean((0, 2, 3)), x.float().div(255).std((0, 2, 3))
+    tx, ty = take_subset(as_rgb32(data.test_images), data.test_labels, a.n_test, 123)
+    test = DeviceBatches(tx, ty, 1000, mean=mean, std=std)
 
-    def augment(x, g):
-        return flip(pad_crop(x, 4, generator=g), generator=g)
+    def make(name):
+        return cifar_alexnet(remove=VARIANTS[name], width=a.width, hidden=a.hidden, init=a.init,
+                             batch_norm=bool(a.bn), dropout=a.dropout, conv1_kernel=a.conv1_kernel)
 
-    for seed in [int(s) for s in a.seeds.split(",")]:
-        tx, ty = take_subset(data.train_images, data.train_labels, a.n_train, seed)
-        for v in a.variants.split(";"):
-            remove = () if v == "none" else tuple(int(s) for s in v.split(","))
-            seed_everything(seed)
-            model = cifar_alexnet(remove=remove, width=a.width, init=a.init, batch_norm=bool(a.bn), dropout=a.dropout)
-            batches = DeviceBatches(tx, ty, a.bs, shuffle=True, augment=augment, mean=mean, std=std, seed=seed)
-            t0 = time.perf_counter()
-            h = fit(model, batches, val if a.monitor else None, epochs=a.epochs, lr=a.lr, weight_decay=a.wd,
-                    warmup_epochs=min(1.0, a.epochs / 10), verbose=False, progress=False)
-            sec = time.perf_counter() - t0
-            row = dict(variant=v, seed=seed, n_train=a.n_train, epochs=a.epochs, bs=a.bs, lr=a.lr, width=a.width,
-                       init=a.init, bn=a.bn, dropout=a.dropout, dataset=data.dataset,
-                       train_err=evaluate(model, DeviceBatches(tx, ty, 500, mean=mean, std=std))["error"],
-                       val_err=evaluate(model, val)["error"], seconds=round(sec, 1),
-                       images_per_second=round(a.n_train * a.epochs / sec),
-                       train_err_per_epoch=[round(r["train_error"], 4) for r in h],
-                       val_err_per_epoch=[round(r["val_error"], 4) for r in h] if a.monitor else None)
-            print(json.dumps(row), flush=True)
-            if a.out:
-                with open(a.out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+    study = growth_study(make, variants, x, y, test, schedule=schedule, seeds=seeds, batch_size=a.bs, lr=a.lr,
+                         weight_decay=a.wd, augment=augment, mean=mean, std=std)
+    settings = dict(bs=a.bs, lr=a.lr, wd=a.wd, width=a.width, hidden=a.hidden, conv1_kernel=a.conv1_kernel,
+                    init=a.init, bn=a.bn, dropout=a.dropout, subset_seed=a.subset_seed, n_test=a.n_test,
+                    dataset=data.dataset)
+    for n, runs in study.items():
+        for name in variants:
+            for i, seed in enumerate(runs.seeds):
+                h = runs.histories[name][i]
+                seconds = sum(r["seconds"] for r in h)
+                row = dict(variant=name, seed=seed, n_train=n, epochs=runs.epochs, **settings,
+                           train_err=round(runs.train_error[name][i], 2), test_err=round(runs.test_error[name][i], 2),
+                           seconds=round(seconds, 1), images_per_second=round(n * runs.epochs / seconds),
+                           train_err_per_epoch=[round(r["train_error"], 4) for r in h])
+                print(json.dumps(row), flush=True)
+                if a.out:
+                    with open(a.out, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+    if len(variants) == 2:
+        print(growth_table(study, *variants))
 
 
 if __name__ == "__main__":

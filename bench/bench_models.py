@@ -1,28 +1,30 @@
 #!/usr/bin/env python3
-"""Training throughput of every model the notebooks train, against the CPU's measured peak.
+"""Training throughput of every model the notebooks train, in both memory layouts, against the CPU's measured peak.
 
-For each model: training images/second at batch 128 through ``lecture_utils.train.fit``
-(SGD, Nesterov momentum, weight decay, the per-step divergence check: what a notebook
-runs), the multiply-accumulates (MACs) per image of one forward pass from
-``layer_table``, and the MACs per second the training step achieves as a fraction of
-the peak of a large float32 matrix multiply on the same number of threads.
-A training step costs about 3x the forward MACs (forward, gradient of the input,
-gradient of the weights), so ``achieved = images/s x 3 x forward MACs``.
+For each model: training images/second at batch 128 through ``lecture_utils.train.fit`` (SGD, Nesterov
+momentum, weight decay, the per-step divergence check: what a notebook runs) in the default layout
+(NCHW) and in channels_last (NHWC), and the layout ``fit`` picks for it (``train.channels_last``); the
+multiply-accumulates (MACs) per image of one forward pass from ``layer_table``; and the MACs per
+second the training step achieves as a fraction of the peak of a large float32 matrix multiply
+(sgemm) measured in the same run on the same number of threads. A training step costs about 3x the
+forward MACs (forward, gradient of the input, gradient of the weights), so
+``achieved = images/s x 3 x forward MACs``.
 
-Images are synthetic uint8 noise of the model's input size: the speed of a step does
-not depend on the pixel values. Each row: one warm-up epoch, then ``--epochs`` timed
-epochs of as many steps as would fill about ``--epoch-seconds`` at 40% of the peak (at least
-3); the fastest epoch's images/second (fit's own ``images_per_second``) is reported, the one
-least disturbed by other work on a shared machine, with the median beside it.
+Images are synthetic uint8 noise of the model's input size: the speed of a step does not depend on
+the pixel values. The two layouts are timed interleaved, one epoch each per round (the order
+alternating), from the same initial weights on the same seeded batches, so that a change in the
+machine's load hits both: one warm-up epoch each, then ``--epochs`` rounds of epochs of as many
+steps as would fill about ``--epoch-seconds`` at 40% of the peak (at least 3). The fastest epoch's
+images/second (fit's own ``images_per_second``) is reported, the one least disturbed by other work
+on a shared machine, with the median beside it; and each layout's training loss after its last
+epoch, to show that the layouts compute the same thing up to float32 rounding.
 
-``--variants`` adds, side by side in the same run, what could move it on a CPU:
-``channels_last`` (model and batches), ``torch.backends.mkldnn`` off, and
-``torch.compile`` (its compile time is reported separately). All in float32: no
-variant lowers precision; the table shows each variant's training loss after its
-steps beside the baseline's (same seed, same batches).
+``--variants`` adds, for ``--variant-models`` and in fit's layout, what else could move it: a batch
+of ``--big-batch`` images, and ``torch.compile`` (its compile time is counted: the first epoch's
+time beyond what its steps take once compiled). All in float32: no variant lowers precision.
 
-    python3 bench/bench_models.py --threads 1                 # main table, 1 thread
-    python3 bench/bench_models.py --threads 2 --variants      # + channels_last / mkldnn / compile rows
+    python3 bench/bench_models.py --threads 2                 # main table, 2 threads
+    python3 bench/bench_models.py --threads 2 --variants      # + batch and torch.compile rows
     python3 bench/bench_models.py --quick                     # smoke run (a few steps, two models)
 """
 
@@ -45,7 +47,7 @@ from common import cpu_name  # noqa: E402
 from lecture_utils import models  # noqa: E402
 from lecture_utils.data import DeviceBatches  # noqa: E402
 from lecture_utils.inspect import layer_table  # noqa: E402
-from lecture_utils.train import TrainingDiverged, fit  # noqa: E402
+from lecture_utils.train import TrainingDiverged, channels_last, fit  # noqa: E402
 
 BATCH = 128
 LR = 0.01
@@ -56,13 +58,27 @@ def model_rows():
     rows = [("lenet", lambda: models.lenet(), (1, 28, 28), "01, 02")]
     for remove in ((), (7,), (6, 7), (3, 4), (3, 4, 6, 7)):
         name = "cifar_alexnet" + (f" remove={remove}" if remove else "")
-        rows.append((name, lambda remove=remove: models.cifar_alexnet(remove=remove), (3, 32, 32), "03"))
+        rows.append((name, lambda remove=remove: models.cifar_alexnet(remove=remove), (3, 32, 32),
+                     "03" if remove else "03, 04 default"))
     rows.append(("cifar_googlenet", lambda: models.cifar_googlenet(), (3, 32, 32), "04"))
     for residual in (True, False):
         for depth in (20, 32, 44, 56):
             name = f"cifar_resnet({depth}{'' if residual else ', plain'})"
             rows.append((name, lambda d=depth, r=residual: models.cifar_resnet(d, residual=r), (3, 32, 32), "05"))
     rows.extend(extra_rows())
+    # the narrower nets the notebooks' `default` profiles train on a laptop CPU
+    from lecture_utils.models.small import small_convnet
+    from lecture_utils.models.tiny import tiny_convnet
+
+    rows += [("cifar_alexnet(width=0.25)", lambda: models.cifar_alexnet(width=0.25), (3, 32, 32), "03 default"),
+             ("cifar_alexnet(width=0.25, remove=(3, 4, 6, 7))",
+              lambda: models.cifar_alexnet(width=0.25, remove=(3, 4, 6, 7)), (3, 32, 32), "03 default"),
+             ("cifar_resnet(8, width=8)", lambda: models.cifar_resnet(8, width=8), (3, 32, 32), "05 default"),
+             ("cifar_resnet(20, width=8)", lambda: models.cifar_resnet(20, width=8), (3, 32, 32), "05 default"),
+             ("cifar_resnet(20, plain, width=8)", lambda: models.cifar_resnet(20, residual=False, width=8),
+              (3, 32, 32), "05 default"),
+             ("small_convnet(batch_norm=True)", lambda: small_convnet(batch_norm=True), (1, 28, 28), "06"),
+             ("tiny_convnet((8, 16), 32)", lambda: tiny_convnet((8, 16), 32), (1, 28, 28), "07")]
     return rows
 
 
@@ -106,7 +122,7 @@ def _guess_input(model):
     return None
 
 
-def matmul_peak(n=2048, repeats=10):
+def matmul_peak(n=2048, repeats=30):
     """MAC/s of an n x n float32 matrix multiply (the fastest of ``repeats``: a peak), on the current threads."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
@@ -120,39 +136,43 @@ def matmul_peak(n=2048, repeats=10):
     return n ** 3 / min(times)
 
 
-def batches_for(shape, steps, seed=0, channels_last=False):
+def batches_for(shape, steps, batch=BATCH, seed=0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (steps * BATCH,) + shape, generator=g, dtype=torch.uint8)
-    y = torch.randint(0, 10, (steps * BATCH,), generator=g)
-    def to_channels_last(images, generator):
-        return images.contiguous(memory_format=torch.channels_last)
-
-    augment = to_channels_last if channels_last else None
-    return DeviceBatches(x, y, BATCH, shuffle=True, seed=seed, augment=augment, mean=0.5, std=0.25, device="cpu")
+    x = torch.randint(0, 256, (steps * batch,) + shape, generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (steps * batch,), generator=g)
+    return DeviceBatches(x, y, batch, shuffle=True, seed=seed, mean=0.5, std=0.25, device="cpu", drop_last=True)
 
 
-def time_fit(factory, shape, steps, epochs, variant="baseline"):
-    """Images/s of the fastest and of the median of ``epochs`` timed epochs of ``steps`` steps (after a warm-up
-    epoch), the final training loss, and (for ``compile``) the compile seconds."""
+def build(factory, layout=None, compiled=False):
+    """The model, seeded; ``layout`` True/False forces channels_last on/off (None: fit's own choice)."""
     torch.manual_seed(0)
     model = factory()
-    channels_last = variant == "channels_last"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if variant == "compile":
-        model = torch.compile(model)
-    batches = batches_for(shape, steps, channels_last=channels_last)
-    flags = torch.backends.mkldnn.flags(enabled=variant != "mkldnn_off")
-    with flags:
-        warm = fit(model, batches, epochs=1, lr=LR, schedule="constant", progress=False, verbose=False, device="cpu")
-        history = fit(model, batches, epochs=epochs, lr=LR, schedule="constant", progress=False, verbose=False,
-                      device="cpu")
-    rates = [row["images_per_second"] for row in history]
-    rate, median = max(rates), statistics.median(rates)
-    compile_seconds = None
-    if variant == "compile":  # the warm-up epoch's time beyond what its steps take once compiled
-        compile_seconds = max(0.0, warm[0]["seconds"] - steps * BATCH / rate)
-    return rate, median, history[-1]["train_loss"], compile_seconds
+    if layout is not None:
+        model.channels_last = layout
+    return torch.compile(model) if compiled else model
+
+
+def time_fit(runs, shape, steps, epochs, batch=BATCH):
+    """Interleaved timing of ``runs`` ({label: model}): per label (fastest img/s, median img/s, last train
+    loss, seconds of the warm-up epoch beyond a timed one, for compile time)."""
+    batches = {label: batches_for(shape, steps, batch) for label in runs}
+    warm = {}
+    for label, model in runs.items():
+        start = time.perf_counter()
+        fit(model, batches[label], epochs=1, lr=LR, schedule="constant", device="cpu")
+        warm[label] = time.perf_counter() - start
+    rates, losses, labels = {label: [] for label in runs}, {}, list(runs)
+    for r in range(epochs):
+        for label in labels if r % 2 == 0 else labels[::-1]:
+            row = fit(runs[label], batches[label], epochs=1, lr=LR, schedule="constant", device="cpu")[0]
+            rates[label].append(row["images_per_second"])
+            losses[label] = row["train_loss"]
+    result = {}
+    for label in runs:
+        best = max(rates[label])
+        result[label] = (best, statistics.median(rates[label]), losses[label],
+                         max(0.0, warm[label] - steps * batch / best))
+    return result
 
 
 def steps_for(macs, peak, epoch_seconds):
@@ -167,19 +187,18 @@ def steps_for(macs, peak, epoch_seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or 1)
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per row (fastest and median)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed rounds per row (fastest and median)")
     parser.add_argument("--epoch-seconds", type=float, default=2.5, help="about how long one timed epoch runs")
-    parser.add_argument("--variants", action="store_true", help="also channels_last, mkldnn off, torch.compile")
-    parser.add_argument("--variant-models", default="lenet,cifar_alexnet,cifar_googlenet,cifar_resnet(20),"
-                        "cifar_resnet(56)", help="comma-separated row names for --variants")
-    parser.add_argument("--compile-models", default="lenet,cifar_resnet(20)",
-                        help="comma-separated row names that also get a torch.compile row")
+    parser.add_argument("--variants", action="store_true", help="also a bigger batch and torch.compile")
+    parser.add_argument("--variant-models", default="cifar_googlenet,cifar_resnet(20)",
+                        help="comma-separated row names for --variants")
+    parser.add_argument("--big-batch", type=int, default=256, help="the batch size of the --variants rows")
     parser.add_argument("--only", default="", help="comma-separated row names: measure just these")
     parser.add_argument("--skip-main", action="store_true", help="only the --variants table")
     parser.add_argument("--quick", action="store_true", help="smoke run: two models, 3 steps per epoch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # mkldnn.flags() on a CPU build
+    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
     rows = model_rows()
     if args.only:
         wanted = set(_names(args.only))
@@ -193,36 +212,38 @@ def main():
     print(f"- Python {platform.python_version()}, torch {torch.__version__}; load average at start: {load}")
     print(f"- command: {' '.join(sys.argv)}")
     peak = matmul_peak()
-    print(f"- peak: 2048x2048 float32 matmul, fastest of 10, {peak / 1e9:.1f} GMAC/s ({2 * peak / 1e9:.1f} GFLOP/s) "
+    print(f"- peak: 2048x2048 float32 matmul, fastest of 30, {peak / 1e9:.1f} GMAC/s ({2 * peak / 1e9:.1f} GFLOP/s) "
           f"on {args.threads} thread(s) (measured again at the end)")
     print(f"- batch {BATCH}, synthetic uint8 images, fit (SGD, lr {LR}), fastest (and median) of {args.epochs} "
-          f"timed epochs of about {args.epoch_seconds:g} s (steps/epoch from the peak and the MACs), "
-          "after one warm-up epoch")
-    print(f"- known models in lecture_utils.models: {', '.join(getattr(models, '__all__', []))}")
+          f"timed epochs of about {args.epoch_seconds:g} s per layout, the layouts interleaved, after one warm-up "
+          "epoch each")
     print()
     steps = {}
-    rates = {}
     if not args.skip_main:
-        print(f"| model | notebook | input | MACs/image (forward) | steps/epoch | "
-              f"train img/s, {args.threads} thread(s) (median) | achieved GMAC/s (3x fwd) | fraction of peak |")
-        print("|---|---|---|--:|--:|--:|--:|--:|")
+        print(f"| model | notebook | MACs/image (forward) | steps/epoch | fit's layout | "
+              f"NCHW img/s (median) | NCHW % of peak | channels_last img/s (median) | channels_last % of peak | "
+              f"channels_last / NCHW | train loss NCHW | train loss channels_last |")
+        print("|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|")
         for name, factory, shape, notebook in rows:
             macs = layer_table(factory(), shape).total_macs
             steps[name] = 3 if args.quick else steps_for(macs, peak, args.epoch_seconds)
+            chosen = "channels_last" if channels_last(factory(), "cpu") else "NCHW"
             try:
-                rate, median, _, _ = time_fit(factory, shape, steps[name], args.epochs)
+                result = time_fit({"NCHW": build(factory, False), "channels_last": build(factory, True)}, shape,
+                                  steps[name], args.epochs)
             except TrainingDiverged as err:
                 print(f"| {name} | {notebook} | diverged: {err} |")
                 continue
-            rates[name] = rate
-            achieved = rate * 3 * macs
-            print(f"| {name} | {notebook} | {'x'.join(map(str, shape))} | {macs / 1e6:,.1f}M | {steps[name]} | "
-                  f"{rate:,.0f} ({median:,.0f}) | {achieved / 1e9:.1f} | {achieved / peak:.0%} |", flush=True)
+            (a, a_med, a_loss, _), (b, b_med, b_loss, _) = result["NCHW"], result["channels_last"]
+            print(f"| {name} | {notebook} | {macs / 1e6:,.1f}M | {steps[name]} | {chosen} | {a:,.0f} ({a_med:,.0f}) | "
+                  f"{3 * macs * a / peak:.0%} | {b:,.0f} ({b_med:,.0f}) | {3 * macs * b / peak:.0%} | "
+                  f"{b / a:.2f}x | {a_loss:.6f} | {b_loss:.6f} |", flush=True)
         print()
     if args.variants:
         variant_rows(rows, steps, args, peak)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"Peak again at the end: {matmul_peak() / 1e9:.1f} GMAC/s. Load average at the end: {load}.")
+    print(f"Peak again at the end: {matmul_peak() / 1e9:.1f} GMAC/s (the fractions above are of the first, "
+          f"{peak / 1e9:.1f}). Load average at the end: {load}.")
 
 
 def _names(text):
@@ -231,31 +252,34 @@ def _names(text):
 
 
 def variant_rows(rows, steps, args, peak):
-    """Baseline, channels_last, mkldnn off (and torch.compile) side by side, interleaved per model."""
+    """In fit's layout: batch 128 against ``--big-batch``, each with and without torch.compile, interleaved."""
     names = set(_names(args.variant_models))
-    compiled = set(_names(args.compile_models))
-    print(f"Variants, {args.threads} thread(s): train img/s (change against the baseline of the same model, "
-          "measured just before it); final training loss after the same steps (float32 throughout)")
+    print(f"Variants, {args.threads} thread(s), in fit's layout: train img/s and fraction of the peak; torch.compile's "
+          "compile time (the warm-up epoch's time beyond a compiled epoch's) beside it; the final training loss "
+          "(float32 throughout)")
     print()
-    print("| model | variant | train img/s (median) | vs baseline | final train loss | compile s |")
-    print("|---|---|--:|--:|--:|--:|")
+    print("| model | variant | train img/s (median) | % of peak | vs fit at batch 128 | final train loss | compile s |")
+    print("|---|---|--:|--:|--:|--:|--:|")
     for name, factory, shape, _ in rows:
         if name not in names:
             continue
         macs = layer_table(factory(), shape).total_macs
         n = steps.get(name) or (3 if args.quick else steps_for(macs, peak, args.epoch_seconds))
-        variants = ["baseline", "channels_last", "mkldnn_off"] + (["compile"] if name in compiled else [])
         base = None
-        for variant in variants:
+        for batch in (BATCH, args.big_batch):
+            steps_here = max(3, n * BATCH // batch)
             try:
-                rate, median, loss, compile_seconds = time_fit(factory, shape, n, args.epochs, variant)
+                result = time_fit({"fit": build(factory), "fit + torch.compile": build(factory, compiled=True)},
+                                  shape, steps_here, args.epochs, batch)
             except Exception as err:  # noqa: BLE001 - a variant that fails is a result too
-                print(f"| {name} | {variant} | failed: {type(err).__name__}: {str(err).splitlines()[0][:120]} | | | |")
+                print(f"| {name} | batch {batch} | failed: {type(err).__name__}: {str(err).splitlines()[0][:120]} "
+                      "| | | | |")
                 continue
-            base = rate if variant == "baseline" else base
-            change = f"{rate / base - 1:+.0%}" if base and variant != "baseline" else ""
-            comp = f"{compile_seconds:.0f}" if compile_seconds is not None else ""
-            print(f"| {name} | {variant} | {rate:,.0f} ({median:,.0f}) | {change} | {loss:.6f} | {comp} |", flush=True)
+            for label, (rate, median, loss, extra) in result.items():
+                base = rate if base is None else base
+                comp = f"{extra:.0f}" if "compile" in label else ""
+                print(f"| {name} | {label}, batch {batch} | {rate:,.0f} ({median:,.0f}) | "
+                      f"{3 * macs * rate / peak:.0%} | {rate / base:.2f}x | {loss:.6f} | {comp} |", flush=True)
     print()
 
 

@@ -4,8 +4,9 @@ Prints two tables:
 1. a local Ray instance (``lecture_utils.course.cluster.ray_session``): seconds to import Ray, to start it,
    to run the first tasks, to shut it down, and the resident memory of its processes;
 2. a random search of ``--trials`` trials of an objective that sleeps ``--work`` seconds (0: a no-op),
-   in process (``engine="local"``) and as Ray tasks on a running local instance (``engine="ray"``,
-   ``--concurrent`` at once): wall seconds, and seconds per trial beyond the objective's own work.
+   in process (``engine=None``) and as Ray tasks on a running local instance
+   (``engine=RayEngine(max_concurrent=--concurrent)``, which joins the instance already started):
+   wall seconds, and seconds per trial beyond the objective's own work.
 
     python3 bench/bench_ray.py                       # about a minute on 2 cores
     python3 bench/bench_ray.py --trials 40 --work 0 0.5 2
@@ -66,21 +67,23 @@ def objective_factory(work):
 def searches(trials, works, concurrent, num_cpus):
     """Wall seconds of the same random search in process and as Ray tasks (instance already running)."""
     from lecture_utils.course.cluster import ray_session
+    from lecture_utils.course.ray_search import RayEngine
     from lecture_utils.search import search
 
     space = {"x": ("linear", 0.0, 1.0)}
     rows = []
-    with ray_session(None, num_cpus=num_cpus):
+    with ray_session(None, num_cpus=num_cpus):  # a RayEngine with address=None uses this open session
         for work in works:
-            for engine, options in (("local", {}), ("ray", {"max_concurrent": concurrent})):
+            for engine in (None, RayEngine(address=None, max_concurrent=concurrent)):
                 t = time.perf_counter()
                 result = search(objective_factory(work), space, strategy="random", n_trials=trials, seed=0,
-                                engine=engine, **options)
+                                engine=engine)
                 wall = time.perf_counter() - t
-                assert len(result.trials) == trials and not result.failed
-                lanes = concurrent if engine == "ray" else 1
+                if len(result.trials) != trials or result.failed:
+                    raise RuntimeError(f"{engine or 'in process'}: {result}")
+                lanes = 1 if engine is None else concurrent
                 per_trial = (wall - trials * work / lanes) / trials
-                name = "in process" if engine == "local" else f"Ray tasks, {concurrent} at once"
+                name = "in process" if engine is None else f"Ray tasks, {concurrent} at once"
                 rows.append((work, name, wall, per_trial))
     return rows
 

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from common import cpu_name  # noqa: E402
 from lecture_utils.augment import elastic_distort  # noqa: E402
 from lecture_utils.data import DeviceBatches  # noqa: E402
-from lecture_utils.device import get_device  # noqa: E402
+from lecture_utils.device import get_device, precision_for  # noqa: E402
 from lecture_utils.models import cifar_resnet, lenet  # noqa: E402
-from lecture_utils.train import fit  # noqa: E402
+from lecture_utils.train import channels_last, fit  # noqa: E402
 
 ALPHA, SIGMA = 34.0, 4.0  # Simard et al. 2003, pixels; torchvision's alpha for the same displacement is 2 x ALPHA
 LR, MOMENTUM, WEIGHT_DECAY = 0.02, 0.9, 5e-4
@@ -91,27 +91,28 @@ def bare_optimizer(model):
     return torch.optim.SGD(groups, lr=LR, momentum=MOMENTUM, nesterov=True)
 
 
-def bare_epoch(model, optimizer, batches, device):
+def bare_epoch(model, optimizer, scaler, batches, device):
     """The textbook loop: forward, loss, zero_grad, backward, step; nothing else.
 
-    On CUDA with bf16 autocast and channels_last, as fit does there: the same arithmetic on every device.
+    In fit's layout (channels_last where fit uses it) and precision (autocast and gradient scaler on CUDA):
+    the same arithmetic on every device.
     """
     model.train()
+    dtype = precision_for(device)
+    layout = torch.channels_last if channels_last(model, device) else torch.preserve_format
     for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        x, y = x.to(device, non_blocking=True, memory_format=layout), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
 
 def fit_epoch(model, batches, device):
-    fit(model, batches, epochs=1, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, device=device,
-        progress=False, verbose=False)
+    fit(model, batches, epochs=1, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, device=device)
 
 
 def fit_against_bare(name, make_model, batches, device, repeats):
@@ -119,15 +120,16 @@ def fit_against_bare(name, make_model, batches, device, repeats):
     torch.manual_seed(0)
     bare_model = make_model().to(device)
     fit_model = copy.deepcopy(bare_model)
-    if device.type == "cuda":
+    if channels_last(bare_model, device):
         bare_model.to(memory_format=torch.channels_last)
     optimizer = bare_optimizer(bare_model)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision_for(device) == torch.float16)
     images = sum(len(y) for _, y in batches)
-    bare_epoch(bare_model, optimizer, batches[:2], device)  # warm-up: allocator, kernels, autotuning
+    bare_epoch(bare_model, optimizer, scaler, batches[:2], device)  # warm-up: allocator, kernels, autotuning
     fit_epoch(fit_model, batches[:2], device)
     bare, fitted = [], []
     for r in range(repeats):
-        runs = [("bare", lambda: bare_epoch(bare_model, optimizer, batches, device)),
+        runs = [("bare", lambda: bare_epoch(bare_model, optimizer, scaler, batches, device)),
                 ("fit", lambda: fit_epoch(fit_model, batches, device))]
         for label, run in runs if r % 2 == 0 else runs[::-1]:
             (bare if label == "bare" else fitted).append(images / timed(run, device))
@@ -234,7 +236,7 @@ def main():
 
     print("## 1. `fit` against a bare training loop\n")
     print(f"Same model (same initial weights), same pre-made normalized batches, same optimizer; "
-          f"fit with `progress=False, verbose=False`, no validation. {args.rounds} rounds of one short epoch "
+          f"fit as a notebook calls it (quiet), no validation. {args.rounds} rounds of one short epoch "
           "each (shorter than section 2's), bare and fit back to back, order alternating: the ratio of each round "
           "is taken within seconds, so slow drifts of the machine's speed cancel.\n")
     print("| model | data | images/epoch | bare loop (img/s, median) | fit (img/s, median) | fit / bare (median of "

@@ -31,7 +31,13 @@ EXPANSIONS = {
 }
 
 
-def run(data, test, name, n_train, epochs, seed, subset_seed=None, n_monitor=1000, lr=0.05):
+def unused_training_digits(data, n_train, subset_seed):
+    """The training digits outside ``take_subset``'s subset of ``n_train`` (seed ``subset_seed``): held out too."""
+    rest = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(subset_seed))[n_train:]
+    return data.train_images[rest], data.train_labels[rest]
+
+
+def run(data, test, name, n_train, epochs, seed, subset_seed=None, n_monitor=1000, lr=0.05, held_out=None):
     """One paired run: initialization, data order (and subset) from ``seed``; the distortions from their own stream.
 
     ``subset_seed``: one training subset for every seed (as in the notebook); None: each seed its own subset.
@@ -44,12 +50,12 @@ def run(data, test, name, n_train, epochs, seed, subset_seed=None, n_monitor=100
     seed_everything(seed)
     model = lenet()
     batches = DeviceBatches(x, y, 128, shuffle=True, augment=expand, seed=seed)
-    monitor = DeviceBatches(test[0][:n_monitor], test[1][:n_monitor], 1000)
+    monitor = DeviceBatches(test[0][:n_monitor], test[1][:n_monitor], 1000) if n_monitor else None
     t, cpu = time.perf_counter(), time.process_time()
-    fit(model, batches, monitor, epochs=epochs, lr=lr, warmup_epochs=min(1.0, epochs / 10), verbose=False,
-        progress=False)
+    fit(model, batches, monitor, epochs=epochs, lr=lr, warmup_epochs=min(1.0, epochs / 10))
     error = evaluate(model, DeviceBatches(*test, 1000))["error"]
-    return 100 * error, time.perf_counter() - t, time.process_time() - cpu
+    extra = None if held_out is None else 100 * evaluate(model, DeviceBatches(*held_out, 2000))["error"]
+    return 100 * error, time.perf_counter() - t, time.process_time() - cpu, extra
 
 
 def main():
@@ -60,29 +66,40 @@ def main():
     p.add_argument("--expansions", default="affine,elastic")
     p.add_argument("--subset", choices=("fixed", "per-seed"), default="fixed",
                    help="fixed: seed 0's training subset for every seed (the notebook's design); per-seed: its own")
-    p.add_argument("--n-monitor", type=int, default=1000, help="test images watched after every epoch")
+    p.add_argument("--n-monitor", type=int, default=0, help="test images watched after every epoch (0: none)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, ...")
+    p.add_argument("--held-out", action="store_true",
+                   help="also evaluate on the training digits outside the (fixed) subset")
     p.add_argument("--out", default=None, help="append the design's JSON line to this file")
     args = p.parse_args()
     names = args.expansions.split(",")
     data = load_data("mnist", strict=True)
     test = (data.test_images, data.test_labels)
     errors, seconds, cpu = {n: [] for n in names}, {n: [] for n in names}, {n: [] for n in names}
-    for seed in range(args.seeds):
+    held = {n: [] for n in names}
+    held_out = unused_training_digits(data, args.n_train, 0) if args.held_out else None
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name in names:
-            e, s, c = run(data, test, name, args.n_train, args.epochs, seed,
-                          subset_seed=0 if args.subset == "fixed" else None, n_monitor=args.n_monitor)
+            e, s, c, h = run(data, test, name, args.n_train, args.epochs, seed,
+                             subset_seed=0 if args.subset == "fixed" else None, n_monitor=args.n_monitor,
+                             held_out=held_out)
+            if h is not None:
+                held[name].append(h)
             errors[name].append(e)
             seconds[name].append(s)
             cpu[name].append(c)
             print(f"N={args.n_train} E={args.epochs} seed {seed} {name:<8} test error {e:.2f}%  {s:.1f} s wall, "
-                  f"{c:.1f} s CPU", flush=True)
+                  f"{c:.1f} s CPU" + (f", held-out error {h:.3f}%" if h is not None else ""), flush=True)
     print(summarize(errors, unit="%"))
     pairs = [(a, b) for a, b in (("none", "affine"), ("affine", "elastic")) if a in names and b in names]
     table = compare(errors, pairs=pairs, lower_is_better=True, unit="%")
     print(table)
-    line = dict(n_train=args.n_train, epochs=args.epochs, seeds=args.seeds, subset=args.subset,
+    if args.held_out:
+        print(f"on the {len(held_out[1]):,} training digits outside the subset:")
+        print(compare(held, pairs=pairs, lower_is_better=True, unit="%"))
+    line = dict(n_train=args.n_train, epochs=args.epochs, seeds=args.seeds, first_seed=args.first_seed, subset=args.subset,
                 n_monitor=args.n_monitor, threads=torch.get_num_threads(),
-                errors=errors, seconds=seconds, cpu_seconds=cpu,
+                errors=errors, seconds=seconds, cpu_seconds=cpu, held_out_errors=held,
                 date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 comparisons={c.title: dict(difference=c.difference, low=c.low, high=c.high,
                                            sd=float((c.a - c.b).std(ddof=1)), verdict=c.verdict) for c in table})

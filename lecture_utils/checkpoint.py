@@ -1,7 +1,9 @@
 """Checkpoints of a ``fit`` run: written atomically, read without unpickling arbitrary objects.
 
-A checkpoint is a dict of tensors and plain Python: the model's and the
-optimizer's state dicts, every RNG state (torch, CUDA, Python, NumPy and the
+``Checkpoint(path, every=1, minutes=None, resume=False)`` is the option ``fit`` takes.
+
+A checkpoint is a dict of tensors and plain Python: the model's, the
+optimizer's and the gradient scaler's state dicts, every RNG state (torch, CUDA, Python, NumPy and the
 batch iterators' generators), the history, the epoch and global step, and a
 fingerprint of the run's settings. It is saved with ``torch.save`` to a
 temporary file beside the target, then renamed over it, so a crash mid-write
@@ -11,6 +13,7 @@ power cut) cannot remove its own partial temporary file: the next save or
 resume of the same checkpoint removes the ones whose writer is gone.
 """
 
+import math
 import os
 import random
 import re
@@ -160,42 +163,69 @@ def set_rng_state(state, generators):
             g.set_state(state["generators"][name])
 
 
-class Checkpoints:
-    """When and where ``fit`` saves its state, and the resume at its start.
+class Checkpoint:
+    """Where and how often ``fit`` saves its run, and whether it resumes from a saved one.
+
+    ``fit(..., checkpoint="run.pt")`` means ``Checkpoint("run.pt")``: save at the end of every
+    ``every``-th epoch (None: only by time and at the end), of an epoch that ends ``minutes`` after
+    the last save, and of the last epoch. An existing file is never overwritten unless resumed.
+    ``resume=True`` continues from ``path`` if it exists (else starts at epoch 1); ``resume=OTHER``
+    continues from the file ``OTHER`` and saves to ``path``. A run resumes at the end of its last saved
+    epoch and, on the CPU, ends bitwise as the uninterrupted run would; a checkpoint written with
+    other settings (epochs, lr, schedule, batches per epoch, device...) is refused.
+    """
+
+    def __init__(self, path, every=1, minutes=None, resume=False):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"checkpoint path must be a str or a path, got {type(path).__name__}")
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise ValueError(f"every must be a positive int (epochs) or None, got {every!r}")
+        if minutes is not None and not (isinstance(minutes, (int, float)) and not isinstance(minutes, bool)
+                                        and math.isfinite(minutes) and minutes > 0):
+            raise ValueError(f"minutes must be a positive number or None, got {minutes!r}")
+        if not isinstance(resume, (bool, str, os.PathLike)):
+            raise ValueError(f"resume must be False, True or a checkpoint path, got {resume!r}")
+        self.path, self.every, self.minutes, self.resume = Path(path), every, minutes, resume
+
+    def __repr__(self):
+        return (f"Checkpoint({str(self.path)!r}, every={self.every!r}, minutes={self.minutes!r}, "
+                f"resume={self.resume!r})")
+
+    def start(self, settings, generators):
+        """The saves of one ``fit`` run with these ``settings`` (its fingerprint); checks the files first."""
+        return CheckpointedRun(self, settings, generators)
+
+
+class CheckpointedRun:
+    """One ``fit`` run's resume and saves (made by ``Checkpoint.start``).
 
     Checks everything it can before training starts: a resume source that is
     missing, a checkpoint that would be overwritten, a folder that is not writable.
     """
 
-    def __init__(self, path, resume, every, minutes, plan, generators):
-        self.path = None if path is None else Path(path)
-        self.every, self.minutes, self.plan, self.generators = every, minutes, plan, generators
+    def __init__(self, options, settings, generators):
+        self.options, self.path, self.settings, self.generators = options, options.path, settings, generators
         self.saved_epoch, self.last_save = 0, time.monotonic()
-        self.source = self._source(resume)
-        if self.path is not None:
-            self._check_writable()
-            remove_stale_temporaries(self.path)  # a resume (or a fresh start) cleans up after killed saves
+        self.source = self._source(options.resume)
+        self._check_writable()
+        remove_stale_temporaries(self.path)  # a resume (or a fresh start) cleans up after killed saves
 
     def _source(self, resume):
         """The file to resume from, or None; refuses to overwrite a checkpoint that is not resumed."""
-        if resume is False or resume is None:
+        if resume is False:
             source = None
         elif resume is True:
-            if self.path is None:
-                raise ValueError("resume=True needs checkpoint=PATH (the file to resume from and save to)")
             source = self.path if self.path.exists() else None
             if source is None:
                 print(f"no checkpoint at {self.path} yet: starting at epoch 1")
-        elif isinstance(resume, (str, os.PathLike)):
+        else:
             source = Path(resume)
             if not source.is_file():
                 raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint file there")
-        else:
-            raise ValueError(f"resume must be False, True or a checkpoint path, got {resume!r}")
-        if self.path is not None and self.path.exists() and (source is None or not self.path.samefile(source)):
+        if self.path.exists() and (source is None or not self.path.samefile(source)):
             raise FileExistsError(
-                f"checkpoint {self.path} already exists: pass resume=True to continue that run, or choose another "
-                "path (or delete it) to start over. It was left as it is."
+                f"checkpoint {self.path} already exists: pass Checkpoint({str(self.path)!r}, resume=True) to "
+                "continue that run, or choose another path (or delete it) to start over. It was left as it is."
             )
         return source
 
@@ -207,36 +237,45 @@ class Checkpoints:
             raise PermissionError(f"cannot write checkpoint {self.path}: {folder} is not writable; pass a path "
                                   "in a writable folder")
 
-    def restore(self, model, opt):
-        """Load the resume source into ``model``, ``opt`` and the RNGs; return (history rows, global step)."""
+    def restore(self, model, optimizer, scaler):
+        """Load the resume source into ``model``, ``optimizer``, ``scaler`` and the RNGs; return (rows, step)."""
         if self.source is None:
             return [], 0
         state = load(self.source)
-        check_same_run(state, self.plan, self.source)
+        check_same_run(state, self.settings, self.source)
         try:
             model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
+            optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(
                 f"{self.source} holds a different model or optimizer: {str(err).splitlines()[0]}. "
                 "The file was left as it is."
             ) from None
+        if state.get("scaler"):  # saved by a float16 run on CUDA (a no-op for a disabled scaler)
+            scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"], self.generators)
         history = [dict(row) for row in state["history"]]
         self.saved_epoch = len(history)
-        print(f"resumed from {self.source}: {len(history)} of {self.plan['epochs']} epochs done")
+        print(f"resumed from {self.source}: {len(history)} of {self.settings['epochs']} epochs done")
         return history, state["step"]
 
-    def after_epoch(self, model, opt, history, step, last):
+    def after_epoch(self, model, optimizer, scaler, history, step, last):
         """Save if this epoch is due (every ``every`` epochs, ``minutes`` since the last save, or the last one)."""
-        if self.path is None:
-            return
-        due = last or (self.every is not None and len(history) % self.every == 0)
-        due = due or (self.minutes is not None and time.monotonic() - self.last_save >= 60 * self.minutes)
+        every, minutes = self.options.every, self.options.minutes
+        due = last or (every is not None and len(history) % every == 0)
+        due = due or (minutes is not None and time.monotonic() - self.last_save >= 60 * minutes)
         if not due:
             return
-        state = {"format": FORMAT, "fingerprint": self.plan, "epoch": len(history), "step": step,
+        state = {"format": FORMAT, "fingerprint": self.settings, "epoch": len(history), "step": step,
                  "history": [dict(row) for row in history], "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "rng": rng_state(self.generators)}
+                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                 "rng": rng_state(self.generators)}
         save_atomic(state, self.path)
         self.saved_epoch, self.last_save = len(history), time.monotonic()
+
+    def how_to_resume(self):
+        """A sentence for an interrupted run: what a rerun continues from."""
+        if self.saved_epoch:
+            return (f"Resume with the same fit(...) call and checkpoint=Checkpoint({str(self.path)!r}, "
+                    f"resume=True): it continues from {self.path}, saved at the end of epoch {self.saved_epoch}.")
+        return f"No epoch was saved to {self.path} yet, so a resumed run starts at epoch 1."

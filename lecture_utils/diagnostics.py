@@ -1,10 +1,13 @@
 """Debugging a network that does not work: numbers to look at before believing a training curve.
 
-- ``gradient_check``: centered finite differences against autograd, entry by entry, with CS231n's reading
-  of the relative error; ``model_gradient_check`` does it for a few sampled entries of every parameter.
+- ``gradient_check``: centered finite differences against autograd, entry by entry: an entry passes when
+  |analytic - numeric| <= atol + tol |numeric| (torch.allclose's rule), and CS231n's relative error is read
+  out; ``model_gradient_check`` does it for a few sampled entries of every parameter.
 - ``gradient_norms``: the gradient's norm per layer (or per parameter).
 - ``unit_statistics``: dead units, sparsity and correlation of one layer's activations (samples x units).
-- ``filter_statistics``: how correlated and how smooth a conv layer's filters are.
+- ``filter_statistics``: how correlated and how smooth a conv layer's filters are, and how much of their random
+  start is left.
+- ``relu_inputs``: what every ReLU of a model saw on a batch (how close to the kink at 0).
 - ``overfit_subset``: train on a few images and check that the training error reaches 0.
 - ``constant_output_loss``: the loss a constant output gets, to catch a loss with a degenerate minimum.
 
@@ -21,7 +24,7 @@ import torch
 
 __all__ = [
     "READING", "reading", "GradientCheck", "gradient_check", "model_gradient_check", "gradient_norms",
-    "unit_statistics", "filter_statistics", "OverfitCheck", "overfit_subset", "constant_output_loss",
+    "unit_statistics", "filter_statistics", "relu_inputs", "OverfitCheck", "overfit_subset", "constant_output_loss",
 ]
 
 # CS231n's reading of the relative error (https://cs231n.github.io/neural-networks-3/#gradcheck).
@@ -47,31 +50,44 @@ def _positive(name, value):
     return float(value)
 
 
+FLOAT64_EPS = torch.finfo(torch.float64).eps  # 2.2e-16: the relative rounding of one float64 operation
+
+
 @dataclass
 class GradientCheck:
-    """What ``gradient_check`` found: the worst relative error, the verdict and the worst entries."""
+    """What ``gradient_check`` found: the verdict, the entries that failed, the worst relative errors."""
 
     max_relative_error: float
     passed: bool
-    tol: float
+    tol: float  # rtol: the relative part of the tolerance
     eps: float
     n_checked: int
-    worst: list = field(default_factory=list)  # dicts: input, index, analytic, numeric, relative_error
+    worst: list = field(default_factory=list)  # dicts: input, index, analytic, numeric, error, allowed, relative_error
     converted: list = field(default_factory=list)  # indices of inputs checked as float64 copies
     names: tuple = ()
     by_input: dict = field(default_factory=dict)  # name -> the largest relative error among its checked entries
+    atol: float = 0.0  # the absolute part of the tolerance
+    failed: list = field(default_factory=list)  # the entries with |analytic - numeric| > atol + tol * |numeric|
+    n_failed: int = 0
 
     @property
     def reading(self):
         return reading(self.max_relative_error)
 
     def __str__(self):
-        verdict = "passed" if self.passed else "FAILED"
-        lines = [f"gradient check {verdict}: max relative error {self.max_relative_error:.2e} over "
-                 f"{self.n_checked:,} entries (tol {self.tol:.0e}, eps {self.eps:.0e}): {self.reading}"]
-        for w in self.worst:
+        verdict = "passed" if self.passed else f"FAILED at {self.n_failed:,} of"
+        lines = [f"gradient check {verdict} {self.n_checked:,} entries: |analytic - numeric| <= atol + rtol |numeric| "
+                 f"with atol {self.atol:.1e}, rtol {self.tol:.0e} (eps {self.eps:.0e}); max relative error "
+                 f"{self.max_relative_error:.2e}: {self.reading}"]
+        shown = self.failed if self.failed else self.worst
+        if shown:
+            lines.append("  failed entries:" if self.failed else "  worst entries:")
+        for w in shown:
             lines.append(f"  {w['input']}{list(w['index'])}: analytic {w['analytic']:+.6e}, numeric "
-                         f"{w['numeric']:+.6e}, relative error {w['relative_error']:.2e}")
+                         f"{w['numeric']:+.6e}, |difference| {w['error']:.2e} (allowed {w['allowed']:.2e}), "
+                         f"relative error {w['relative_error']:.2e}")
+        if self.n_failed > len(self.failed):
+            lines.append(f"  ... and {self.n_failed - len(self.failed):,} more failed entries")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -86,6 +102,10 @@ def _as_inputs(inputs):
     for i, x in enumerate(inputs):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"inputs[{i}] must be a tensor, got {type(x).__name__}")
+        if x.is_complex():
+            raise TypeError(f"inputs[{i}] is complex ({str(x.dtype).replace('torch.', '')}): gradient_check compares "
+                            "real gradients; check the real and imaginary parts as two real inputs "
+                            "(torch.view_as_real)")
     return tuple(inputs)
 
 
@@ -98,26 +118,44 @@ def _scalar(out, where):
     return out
 
 
-def gradient_check(f, inputs, eps=1e-6, tol=1e-5, *, num_checks=None, seed=0, tiny=1e-6, n_worst=3, names=None):
+def _names(names, inputs):
+    if names is None:
+        return tuple(f"input {i}" for i in range(len(inputs)))
+    if isinstance(names, str) or not hasattr(names, "__len__") or len(names) != len(inputs):
+        raise ValueError(f"names must give one name per input ({len(inputs)} inputs), got {names!r}")
+    return tuple(map(str, names))
+
+
+def gradient_check(f, inputs, eps=1e-6, tol=1e-5, *, atol=None, num_checks=None, seed=0, n_worst=3, names=None):
     """Compare autograd's gradient of ``f(*inputs)`` with centered finite differences, entry by entry.
 
     ``inputs`` is a tuple of tensors and ``f(*inputs)`` returns a scalar tensor, as with
     ``torch.autograd.gradcheck``; the inputs with ``requires_grad=True`` are checked. Everything runs in
     float64: a float32 input is checked as a float64 copy, with a warning (in float32 the differences
-    would be mostly rounding error). For each checked entry x_i:
+    would be mostly rounding error). For each checked entry x_i (CS231n's gradient_check.py, with
+    the tolerance of torch.allclose and gradcheck):
 
         numeric_i  = (f(x + eps e_i) - f(x - eps e_i)) / (2 eps)
-        relative_i = |analytic_i - numeric_i| / max(|analytic_i|, |numeric_i|, tiny)
+        ok_i       = |analytic_i - numeric_i| <= atol + tol * |numeric_i|
+        relative_i = |analytic_i - numeric_i| / max(|analytic_i|, |numeric_i|, atol / tol)
 
-    ``tiny`` keeps entries whose gradient is about 0 from dividing rounding noise by almost nothing.
-    ``num_checks``: check that many entries per input, sampled with ``seed`` (CS231n's ``grad_check_sparse``),
-    instead of all of them. The check passes when the largest relative error is at most ``tol``.
+    ``atol`` covers what the difference quotient cannot resolve: f is known to about FLOAT64_EPS * |f|, so
+    numeric_i carries rounding noise of about FLOAT64_EPS * |f| / eps (1e-9 for a loss of 2.3, 1e-6 for a
+    summed loss of 2,000 at eps = 1e-6). By default (``atol=None``) it is 10 times that, with |f| the largest
+    |f| the check evaluated: entries whose gradient is about 0 then pass on noise alone, and a gradient off
+    by 1e-3 (or by 1e-5 of its size, ``tol``) is still caught. ``relative_i`` is CS231n's relative error
+    (read with ``reading``) with that floor, so it is at most ``tol`` where an entry passes on ``atol``.
+    ``num_checks``: check that many entries per input, sampled with ``seed`` (CS231n's
+    ``grad_check_sparse``), instead of all of them. The check passes when every entry is ok; ``failed``
+    lists the first ``n_worst`` failed entries (input, index, analytic, numeric), worst first.
     """
     inputs = _as_inputs(inputs)
-    eps, tol, tiny = _positive("eps", eps), _positive("tol", tol), _positive("tiny", tiny)
+    eps, tol = _positive("eps", eps), _positive("tol", tol)
+    if atol is not None:
+        atol = _positive("atol", atol)
     if num_checks is not None and (isinstance(num_checks, bool) or not isinstance(num_checks, int) or num_checks < 1):
         raise ValueError(f"num_checks must be a positive int or None (all entries), got {num_checks!r}")
-    names = tuple(names) if names is not None else tuple(f"input {i}" for i in range(len(inputs)))
+    names = _names(names, inputs)
     checked = [i for i, x in enumerate(inputs) if x.requires_grad]
     if not checked:
         raise ValueError("no input has requires_grad=True: mark the tensors to check, as for torch.autograd.gradcheck")
@@ -143,7 +181,7 @@ def gradient_check(f, inputs, eps=1e-6, tol=1e-5, *, num_checks=None, seed=0, ti
 
     # Numeric gradient, one entry at a time.
     generator = torch.Generator().manual_seed(seed)
-    rows = []
+    rows, largest_f = [], abs(out.item()) if math.isfinite(out.item()) else 0.0
     with torch.no_grad():
         for i, grad in zip(checked, grads):
             x = xs[i]
@@ -160,20 +198,29 @@ def gradient_check(f, inputs, eps=1e-6, tol=1e-5, *, num_checks=None, seed=0, ti
                 flat[k] = old - eps
                 fm = _scalar(f(*xs), "at x - eps").item()
                 flat[k] = old
-                numeric = (fp - fm) / (2 * eps)
-                analytic = gflat[k].item()
-                rel = abs(analytic - numeric) / max(abs(analytic), abs(numeric), tiny)
+                largest_f = max([largest_f] + [abs(v) for v in (fp, fm) if math.isfinite(v)])
                 rows.append({"input": names[i], "index": tuple(int(j) for j in _unravel(k, x.shape)),
-                             "analytic": analytic, "numeric": numeric, "relative_error": rel})
+                             "analytic": gflat[k].item(), "numeric": (fp - fm) / (2 * eps)})
+
+    # The verdict: |a - n| <= atol + tol |n| for every entry.
+    if atol is None:
+        atol = 10 * FLOAT64_EPS * largest_f / eps or 10 * FLOAT64_EPS  # (f == 0 everywhere: no scale to go by)
+    for r in rows:
+        a, n = r["analytic"], r["numeric"]
+        r["error"] = abs(a - n)
+        r["allowed"] = atol + tol * abs(n)
+        r["relative_error"] = r["error"] / max(abs(a), abs(n), atol / tol)
+        r["ok"] = math.isfinite(r["error"]) and r["error"] <= r["allowed"]
     worst = sorted(rows, key=lambda r: -r["relative_error"] if math.isfinite(r["relative_error"]) else -math.inf)
+    failed = [r for r in worst if not r["ok"]]
     max_err = max((r["relative_error"] for r in rows), default=0.0)
     if any(not math.isfinite(r["relative_error"]) for r in rows):
         max_err = math.nan
-    passed = bool(max_err <= tol)
     by_input = {}
     for r in rows:
         by_input[r["input"]] = max(by_input.get(r["input"], 0.0), r["relative_error"])
-    return GradientCheck(max_err, passed, tol, eps, len(rows), worst[:n_worst], converted, names, by_input)
+    return GradientCheck(max_err, not failed, tol, eps, len(rows), worst[:n_worst], converted, names, by_input,
+                         atol, failed[:n_worst], len(failed))
 
 
 def _unravel(k, shape):
@@ -184,7 +231,7 @@ def _unravel(k, shape):
     return tuple(reversed(index))
 
 
-def model_gradient_check(model, loss_fn, inputs, targets, *, num_checks=5, eps=1e-6, tol=1e-5, seed=0,
+def model_gradient_check(model, loss_fn, inputs, targets, *, num_checks=5, eps=1e-6, tol=1e-5, atol=None, seed=0,
                          before_forward=None):
     """``gradient_check`` of ``loss_fn(model(inputs), targets)`` for ``num_checks`` sampled entries per parameter.
 
@@ -205,7 +252,7 @@ def model_gradient_check(model, loss_fn, inputs, targets, *, num_checks=5, eps=1
             before_forward()
         return loss_fn(functional_call(net, ({**dict(zip(names, ps)), **buffers}), (x,)), targets)
 
-    return gradient_check(f, params, eps=eps, tol=tol, num_checks=num_checks, seed=seed, names=names)
+    return gradient_check(f, params, eps=eps, tol=tol, atol=atol, num_checks=num_checks, seed=seed, names=names)
 
 
 def gradient_norms(model, loss=None, by="layer"):
@@ -250,7 +297,9 @@ def unit_statistics(activations, tol=0.0):
     - ``constant_fraction``: units whose value does not change across samples (dead or saturated: they ignore
       the input);
     - ``sparsity``: the fraction of entries with |a| <= tol;
-    - ``mean_abs_correlation``: mean |Pearson correlation| over pairs of units that vary (NaN if fewer than 2).
+    - ``mean_abs_correlation``: mean |Pearson correlation| over pairs of units that vary (NaN if fewer than 2);
+    - ``rank``: the numerical rank of the activations (singular values above 1e-6 of the largest): how many
+      different units the layer really has; 1 when every unit copies one, 0 when all are dead.
     A conv layer's maps (N, C, H, W) become samples x units with ``a.flatten(1)`` (every position a unit)
     or ``a.mean((2, 3))`` (one unit per channel).
     """
@@ -271,23 +320,31 @@ def unit_statistics(activations, tol=0.0):
     varies = (a.max(0).values - a.min(0).values) > tol
     live = a[:, varies].T
     corr = _pairwise_abs_correlation(live) if len(live) >= 2 else math.nan
+    rank = int(torch.linalg.matrix_rank(a, rtol=1e-6)) if a.abs().max() > 0 else 0
     return {"units": units, "samples": n, "dead_fraction": dead.double().mean().item(),
             "constant_fraction": (~varies).double().mean().item(), "sparsity": zero.double().mean().item(),
-            "mean_abs_correlation": corr}
+            "mean_abs_correlation": corr, "rank": rank}
 
 
-def filter_statistics(weight):
+def filter_statistics(weight, initial=None):
     """How correlated and how smooth the filters of a conv layer are; ``weight`` is (out, in, kh, kw).
 
     - ``mean_abs_correlation``: mean |Pearson correlation| between pairs of filters (flattened): near 0 for
-      filters that each look for something else, near 1 for filters that copy each other;
+      filters that each look for something else (random filters too), near 1 for filters that copy each other;
     - ``smoothness``: 1 - mean (w[p] - w[q])^2 / (2 var(w)) over horizontally and vertically neighbouring
       taps p, q of each filter slice, averaged over filters: about 0 for white noise, towards 1 for smooth
-      filters, negative for a checkerboard.
+      filters, negative for a checkerboard;
+    - ``initial_correlation`` (only with ``initial``, the same layer's weight before training): the mean over
+      filters of the Pearson correlation between each filter and its own initial value: 1 for a filter that is
+      still its random start (only scaled), about 0 for one that training replaced.
     """
     if not isinstance(weight, torch.Tensor) or weight.ndim != 4 or min(weight.shape[2:]) < 2 or len(weight) < 2:
         shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"weight must be a conv weight (out >= 2, in, kh >= 2, kw >= 2), got {shape}")
+    if initial is not None and (not isinstance(initial, torch.Tensor) or initial.shape != weight.shape):
+        shape = tuple(initial.shape) if isinstance(initial, torch.Tensor) else type(initial).__name__
+        raise ValueError(f"initial must be the layer's weight before training, of shape {tuple(weight.shape)}, "
+                         f"got {shape}")
     w = weight.detach().double()
     flat = w.flatten(1)
     varies = flat.std(1) > 0
@@ -298,8 +355,36 @@ def filter_statistics(weight):
     dx = (w[:, :, :, 1:] - w[:, :, :, :-1]).pow(2).mean((2, 3))
     ok = var > 0
     smooth = (1 - (dy + dx) / 2 / (2 * var))[ok]
-    return {"filters": len(w), "mean_abs_correlation": corr,
-            "smoothness": smooth.mean().item() if len(smooth) else math.nan}
+    out = {"filters": len(w), "mean_abs_correlation": corr,
+           "smoothness": smooth.mean().item() if len(smooth) else math.nan}
+    if initial is not None:
+        a = flat - flat.mean(1, keepdim=True)
+        b = initial.detach().double().flatten(1)
+        b = b - b.mean(1, keepdim=True)
+        norms = a.norm(dim=1) * b.norm(dim=1)
+        both = norms > 0
+        out["initial_correlation"] = ((a * b).sum(1)[both] / norms[both]).mean().item() if both.any() else math.nan
+    return out
+
+
+def relu_inputs(model, inputs):
+    """Everything the ``nn.ReLU`` modules of ``model`` received on ``inputs``, as one flat tensor.
+
+    With ``.abs()``: how close each ReLU input came to the kink at 0, where a finite difference of width eps
+    straddles it when |input| < eps. Forward hooks, removed afterwards; runs under ``torch.no_grad``.
+    """
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(i[0].detach().flatten()))
+             for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    if not hooks:
+        raise ValueError("the model has no nn.ReLU module (a functional F.relu cannot be hooked)")
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat(seen)
 
 
 @dataclass
@@ -341,7 +426,6 @@ def overfit_subset(model, images, labels, *, epochs=100, lr=0.05, batch_size=Non
     train = batches if batches is not None else DeviceBatches(images, labels, batch_size, shuffle=True, device=device)
     fit_kwargs.setdefault("weight_decay", 0.0)
     fit_kwargs.setdefault("verbose", False)
-    fit_kwargs.setdefault("progress", False)
     history = fit(model, train, epochs=epochs, lr=lr, device=device, **fit_kwargs)
     result = evaluate(model, DeviceBatches(images, labels, 1000, device=device), device)
     return OverfitCheck(result["error"], result["loss"], result["error"] == 0.0, len(images), epochs, history)

@@ -6,6 +6,8 @@ runs one model over a data set once; ``ensemble_errors`` compares the members'
 errors with that of their averaged probabilities (so several ensembles of the
 same models need each model's forward passes only once); ``evaluate_ensemble``
 does both for a list of models; ``ensemble_probabilities`` averages on one batch.
+``ensemble_vs_members`` scores an ensemble against the baselines a fair comparison
+needs: its average member, and the member one would pick on validation images.
 """
 
 import torch
@@ -13,7 +15,8 @@ from torch import nn
 
 from lecture_utils.device import get_device
 
-__all__ = ["predict_probabilities", "ensemble_errors", "evaluate_ensemble", "ensemble_probabilities"]
+__all__ = ["predict_probabilities", "ensemble_errors", "ensemble_vs_members", "evaluate_ensemble",
+           "ensemble_probabilities"]
 
 
 def _check_members(models):
@@ -74,7 +77,8 @@ def ensemble_errors(member_probabilities, labels):
     """Errors of each member and of the average of their probabilities (each (N, classes)) against ``labels``.
 
     Returns ``{"member_errors": [...], "error": ensemble error, "best_member": index,
-    "best_member_error": ..., "n": images}`` (errors as fractions).
+    "best_member_error": ..., "mean_member_error": ..., "n": images}`` (errors as fractions). The best member
+    is picked on these same images, which flatters it; ``ensemble_vs_members`` picks on other images.
     """
     probs = list(member_probabilities)
     if not probs:
@@ -96,7 +100,27 @@ def ensemble_errors(member_probabilities, labels):
     best = min(range(len(probs)), key=member_errors.__getitem__)
     error = int((stacked.mean(0).argmax(1) != labels).sum()) / n
     return {"member_errors": member_errors, "error": error, "best_member": best,
-            "best_member_error": member_errors[best], "n": n}
+            "best_member_error": member_errors[best], "mean_member_error": sum(member_errors) / len(member_errors),
+            "n": n}
+
+
+def ensemble_vs_members(member_probabilities, labels, n_validation):
+    """The ensemble against fair baselines: its average member, and the member one would pick.
+
+    The first ``n_validation`` images (validation images) pick the member with the fewest errors there;
+    then everything is scored on the remaining images, which the pick has not seen. Returns
+    ``ensemble_errors``' dict for the remaining images, plus ``"picked_member"`` and ``"picked_member_error"``.
+    """
+    probs = [torch.as_tensor(p) for p in member_probabilities]
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    if isinstance(n_validation, bool) or not isinstance(n_validation, int) or not 1 <= n_validation < n:
+        raise ValueError(f"n_validation must be an int from 1 to {n - 1} (the first images pick the member, "
+                         f"the rest are scored), got {n_validation!r}")
+    picked = ensemble_errors([p[:n_validation] for p in probs], labels[:n_validation])["best_member"]
+    result = ensemble_errors([p[n_validation:] for p in probs], labels[n_validation:])
+    result.update(picked_member=picked, picked_member_error=result["member_errors"][picked])
+    return result
 
 
 def evaluate_ensemble(models, batches, device=None):

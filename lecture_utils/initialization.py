@@ -54,11 +54,29 @@ def saturated_fraction(a, activation):
     raise ValueError(f"unknown activation {activation!r}: choose one of relu, tanh, sigmoid")
 
 
+def dead_fraction(a):
+    """The fraction of units that are 0 for every input of the batch: ``(a == 0).all(0).mean()``.
+
+    ``a`` is (inputs x units), or (inputs, channels, height, width): then a unit is a channel, dead when it is
+    0 at every position of every input. A dead ReLU passes no gradient, so nothing brings it back.
+    """
+    if not isinstance(a, torch.Tensor) or a.ndim not in (2, 4) or len(a) < 1:
+        raise ValueError(f"a must be activations of shape (inputs, units) or (inputs, channels, h, w), got "
+                         f"{tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__}")
+    zero = a.detach() == 0
+    if zero.ndim == 4:
+        zero = zero.transpose(0, 1).flatten(1).T  # (inputs x positions, channels)
+    return zero.all(0).float().mean().item()
+
+
 def layer_statistics(net, images, labels):
-    """Per hidden layer of a ``PlainNet``: the std of its activations and of the loss gradient there, and saturation.
+    """Per hidden layer of a ``PlainNet``: the std of its activations and of the loss gradient there, saturation
+    and dead units.
 
     One forward and backward pass over ``images`` (the weights are not changed).
-    Returns a list of dicts: ``layer``, ``activation_std``, ``gradient_std``, ``saturated``.
+    Returns a list of dicts: ``layer``, ``activation_std``, ``gradient_std``, ``saturated`` (tanh/sigmoid near
+    their limits; for ReLU the fraction of zero outputs, about 1/2 whatever the scheme) and ``dead`` (units 0
+    for every image, ``dead_fraction``).
     """
     acts = []
     h = net.flatten(images)
@@ -70,6 +88,7 @@ def layer_statistics(net, images, labels):
     net.zero_grad(set_to_none=True)
     loss.backward()
     rows = [{"layer": i + 1, "activation_std": a.detach().std().item(), "gradient_std": a.grad.std().item(),
-             "saturated": saturated_fraction(a.detach(), net.activation)} for i, a in enumerate(acts)]
+             "saturated": saturated_fraction(a.detach(), net.activation), "dead": dead_fraction(a)}
+            for i, a in enumerate(acts)]
     net.zero_grad(set_to_none=True)
     return rows

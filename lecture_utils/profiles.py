@@ -1,109 +1,37 @@
-"""The three run sizes of every notebook, in one place, and the check of a notebook's parameters.
+"""The three run sizes, and the check of a notebook's sizes and parameters.
 
 ``smoke`` proves every cell runs (CI, under a minute), ``default`` shows the
 lecture's effect on a laptop CPU (at most 10 minutes), ``full`` reproduces the
-papers' numbers on one GPU (at most 15 minutes). A notebook asks for its sizes
-with ``settings("elastic", PROFILE, epochs=EPOCHS, ...)``: a size left at
-``None`` takes the profile's value, anything else overrides it. The same call
-checks the notebook's other parameters (``dataset=DATASET``, ``seed=SEED``,
-``lr=LR``, ...), so a bad ``-p`` value stops the notebook in its first cells.
-A setting ``n_train`` is the notebook parameter ``N_TRAIN``: messages use that name.
+papers' numbers on one GPU (at most 15 minutes). A notebook keeps its sizes in
+its parameters cell, one entry per size with its value at every profile::
+
+    SIZES = {
+        "N_TRAIN": {"smoke": 500, "default": 1_000, "full": 60_000},  # training digits
+        "EPOCHS": {"smoke": 2, "default": 40, "full": 40},  # epochs per run
+    }
+    DATASET = "mnist"
+    SEED = 0
+
+and its setup cell asks for the values of its profile, every one checked::
+
+    cfg = settings(PROFILE, SIZES, dataset=DATASET, datasets=("mnist", "digits"), seed=SEED)
+    cfg["n_train"], cfg["epochs"], cfg["dataset"], cfg["seed"]
+
+``python -m lecture_utils run -p EPOCHS 3`` sets one entry to 3 at every
+profile; the same rules as here check it before the notebook starts.
+Errors name the notebook's parameter (``EPOCHS``), the value and what is allowed.
 """
 
 import math
 import os
+from dataclasses import dataclass
 
 PROFILES = ("smoke", "default", "full")
 ENV_VAR = "LECTURE_PROFILE"
+PROGRESS_ENV = "LECTURE_PROGRESS"  # "1": fit shows progress bars (the runner sets "0")
 # Per-notebook time limit of the batch runner, by profile: three times the budget above.
 TIME_LIMITS = {"smoke": 300, "default": 1800, "full": 2700}
-
-# One table per notebook: name -> {profile -> sizes}. Every profile of a table
-# has the same keys, so a parameter means the same thing at every size.
-SETTINGS = {
-    # tests/notebooks/demo.ipynb: proves the runner and the wiring.
-    "demo": {
-        "smoke": dict(n_train=256, epochs=1),
-        "default": dict(n_train=2048, epochs=2),
-        "full": dict(n_train=60000, epochs=5),
-    },
-    # 01_invariance_and_augmentation
-    "invariance": {
-        "smoke": dict(n_train=500, n_test=300, epochs=1, batch_size=128, n_curve=3, repeats=2),
-        "default": dict(n_train=4000, n_test=1500, epochs=5, batch_size=128, n_curve=7, repeats=3),
-        "full": dict(n_train=60000, n_test=10000, epochs=15, batch_size=256, n_curve=13, repeats=3),
-    },
-    # 02_elastic_distortions
-    "elastic": {
-        "smoke": dict(n_train=500, n_test=500, n_monitor=200, epochs=2, batch_size=128, repeats=2),
-        "default": dict(n_train=1000, n_test=10000, n_monitor=500, epochs=40, batch_size=128, repeats=5),
-        "full": dict(n_train=60000, n_test=10000, n_monitor=2000, epochs=40, batch_size=256, repeats=3),
-    },
-    # 07_debugging_and_visualization (n_test: held-out images watched as the validation set)
-    "debugging": {
-        "smoke": dict(n_train=500, n_test=300, n_small=100, epochs=1, long_epochs=2, overfit_epochs=2, repeats=1,
-                      batch_size=128),
-        "default": dict(n_train=4000, n_test=2000, n_small=500, epochs=6, long_epochs=40, overfit_epochs=30,
-                        repeats=3, batch_size=128),
-        "full": dict(n_train=20000, n_test=10000, n_small=1000, epochs=10, long_epochs=60, overfit_epochs=30,
-                     repeats=3, batch_size=128),
-    },
-    # 05_resnets: plain vs residual nets of two depths (6n+2) and width (first stage's channels; the paper's 16).
-    "resnets": {
-        "smoke": dict(n_train=256, n_test=500, n_monitor=250, epochs=1, batch_size=64, repeats=2, width=4,
-                      depth_shallow=8, depth_deep=14),
-        "default": dict(n_train=6400, n_test=5000, n_monitor=500, epochs=4, batch_size=128, repeats=4, width=8,
-                        depth_shallow=8, depth_deep=20),
-        "full": dict(n_train=50000, n_test=10000, n_monitor=10000, epochs=30, batch_size=128, repeats=1, width=16,
-                     depth_shallow=20, depth_deep=56),
-    },
-    # 03_alexnet_ablations: five cifar_alexnet variants on a small budget (n_train x epochs) and in long runs
-    # (n_capacity x capacity_epochs); width: cifar_alexnet's channel multiplier.
-    "alexnet_ablations": {
-        "smoke": dict(n_train=256, epochs=1, n_capacity=128, capacity_epochs=2, n_test=500, repeats=2,
-                      batch_size=128, width=0.25),
-        "default": dict(n_train=2000, epochs=4, n_capacity=1000, capacity_epochs=30, n_test=2000, repeats=3,
-                        batch_size=64, width=0.25),
-        "full": dict(n_train=50000, epochs=30, n_capacity=10000, capacity_epochs=60, n_test=10000, repeats=3,
-                     batch_size=128, width=0.5),
-    },
-    # 04_googlenet_inception: cifar_googlenet against cifar_alexnet on one budget; widths: their multipliers.
-    "googlenet": {
-        "smoke": dict(n_train=256, epochs=1, n_test=500, repeats=2, batch_size=128, googlenet_width=0.125,
-                      alexnet_width=0.25),
-        "default": dict(n_train=2000, epochs=5, n_test=2000, repeats=3, batch_size=128, googlenet_width=0.25,
-                        alexnet_width=0.5),
-        "full": dict(n_train=50000, epochs=30, n_test=10000, repeats=3, batch_size=128, googlenet_width=0.25,
-                     alexnet_width=0.5),
-    },
-    # 06_optimization_tricks: n_val held out of the training split; n_small, small_epochs: section 5 (generalization);
-    # n_trials x search_seeds per search strategy; lr_steps, range_steps: the halving rule's runs, the range test;
-    # bo_steps: steps of the 1-D Bayesian-optimization picture.
-    "optimization": {
-        "smoke": dict(n_train=300, n_val=300, n_small=300, epochs=1, repeats=2, batch_size=64, small_epochs=2,
-                      n_trials=4, search_seeds=2, lr_steps=10, range_steps=30, bo_steps=2),
-        "default": dict(n_train=2000, n_val=2000, n_small=1000, epochs=5, repeats=4, batch_size=64, small_epochs=15,
-                        n_trials=16, search_seeds=3, lr_steps=40, range_steps=100, bo_steps=6),
-        "full": dict(n_train=10000, n_val=10000, n_small=5000, epochs=8, repeats=3, batch_size=128, small_epochs=20,
-                     n_trials=24, search_seeds=3, lr_steps=100, range_steps=200, bo_steps=8),
-    },
-}
-
-# Parameters with one default at every profile (it lives in the notebook's
-# parameters cell): notebook -> {name: what is allowed}. A tuple lists the
-# allowed values; a string names a rule of ``RULES``.
-PARAMETERS = {
-    "demo": {"dataset": ("digits", "mnist"), "seed": "int>=0", "lr": "number>0"},
-    "invariance": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0"},
-    "elastic": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0", "alpha": "number>=0",
-                "sigma": "number>0"},
-    "debugging": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0"},
-    "resnets": {"dataset": ("cifar10", "digits"), "seed": "int>=0", "lr": "number>0",
-                "schedule": (None, "step", "cosine", "linear", "constant")},
-    "alexnet_ablations": {"dataset": ("cifar10", "digits"), "seed": "int>=0", "lr": "number>0"},
-    "googlenet": {"dataset": ("cifar10", "digits"), "seed": "int>=0", "lr": "number>0"},
-    "optimization": {"dataset": ("mnist", "digits"), "seed": "int>=0", "lr": "number>0"},
-}
+SCHEDULES = ("constant", "cosine", "linear", "step")  # train.SCHEDULES, without importing torch here
 
 
 def _is_int(v):
@@ -111,25 +39,67 @@ def _is_int(v):
 
 
 def _is_number(v):
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    return _is_int(v) or isinstance(v, float)
 
 
-RULES = {  # rule -> (test, what is allowed, in words)
-    "int>0": (lambda v: _is_int(v) and v > 0, "an int > 0"),
-    "int>=0": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    "number>0": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
-    "number>=0": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+@dataclass(frozen=True)
+class Rule:
+    """What a parameter allows: ``kind`` "int", "number" (an int or a finite float), "str", "bool" or "choice";
+    a lower bound ``low`` (allowed when ``closed``), an upper bound ``high`` (never allowed), or ``choices``."""
+
+    kind: str
+    low: float = None
+    closed: bool = False
+    high: float = None
+    choices: tuple = ()
+    high_text: str = ""  # how ``high`` reads ("2**63")
+
+    def words(self):
+        """What is allowed, as the error message says it: ``an int > 0``, ``one of 'step', 'cosine'``."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(repr, self.choices))
+        text = {"int": "an int", "number": "a finite number", "str": "a non-empty string",
+                "bool": "True or False"}[self.kind]
+        if self.low is not None:
+            text += f" {'>=' if self.closed else '>'} {self.low:g}"
+        if self.high is not None:
+            text += f"{' and' if self.low is not None else ''} < {self.high_text or format(self.high, 'g')}"
+        return text
+
+    def problem(self, value):
+        """What is wrong with ``value`` ("has type str", "is out of range", ...), or "" when it is allowed."""
+        if self.kind == "choice":
+            return "" if any(value == c and type(value) is type(c) for c in self.choices) else "is not allowed here"
+        ok_type = {"int": _is_int(value), "number": _is_number(value), "str": isinstance(value, str),
+                   "bool": isinstance(value, bool)}[self.kind]
+        if not ok_type:
+            return f"has type {type(value).__name__}"
+        if self.kind == "str" and not value.strip():
+            return "is empty"
+        if self.kind == "number" and not math.isfinite(value):
+            return "is not a finite number"
+        if self.low is not None and (value < self.low or (value == self.low and not self.closed)):
+            return "is out of range"
+        if self.high is not None and value >= self.high:
+            return "is out of range"
+        return ""
+
+
+# Parameters outside SIZES, by name: what each allows. ``settings`` knows these names only.
+RULES = {
+    "seed": Rule("int", 0, closed=True, high=2**63, high_text="2**63"),
+    "lr": Rule("number", 0),
+    "sigma": Rule("number", 0),
+    "alpha": Rule("number", 0, closed=True),
+    "momentum": Rule("number", 0, closed=True, high=1),
+    "weight_decay": Rule("number", 0, closed=True),
+    "warmup_epochs": Rule("number", 0, closed=True),
+    "schedule": Rule("choice", choices=(None, *SCHEDULES)),  # None: the notebook's choice by profile
 }
-# Sizes that count examples of a split: each must fit in the data set.
-SPLIT_OF = {"n_train": "train", "n_test": "test", "n_monitor": "test"}
-
-
-class Settings(dict):
-    """A notebook's settings; ``explicit`` names the sizes the user set rather than the profile."""
-
-    def __init__(self, values, notebook, profile, explicit=()):
-        super().__init__(values)
-        self.notebook, self.profile, self.explicit = notebook, profile, frozenset(explicit)
+POSITIVE = {int: Rule("int", 0), float: Rule("number", 0), str: Rule("str"), bool: Rule("bool")}  # a size's rule
+# Sizes that count examples of a split: each must fit in the data set in use.
+SPLIT_OF = {"n_train": "train", "n_capacity": "train", "n_small": "train", "n_val": "train", "n_test": "test",
+            "n_monitor": "test"}
 
 
 def get_profile(name=None):
@@ -137,105 +107,169 @@ def get_profile(name=None):
     if name is None:
         name = os.environ.get(ENV_VAR) or "default"
     if not isinstance(name, str) or name.strip().lower() not in PROFILES:
-        raise ValueError(
-            f"unknown profile {name!r}: valid profiles are {', '.join(PROFILES)} "
-            f"(set it with the PROFILE parameter or ${ENV_VAR})"
-        )
+        raise ValueError(f"unknown profile {name!r}: valid profiles are {', '.join(PROFILES)} "
+                         f"(set it with --profile or ${ENV_VAR})")
     return name.strip().lower()
 
 
-def _check_size(key, value, default, profile):
-    """An override of a profile size: same type as the profile's value (an int may stand for a float), positive."""
-    expected = type(default)
-    rule = "int>0" if expected is int else "number>0"
-    if expected is float and _is_int(value):
-        value = float(value)
-    ok_type = isinstance(value, expected) and not isinstance(value, bool)
-    if not ok_type or not RULES[rule][0](value):
-        problem = f"has type {type(value).__name__}" if not ok_type else "is out of range"
-        raise ValueError(f"parameter {key.upper()}={value!r} {problem}: allowed is {RULES[rule][1]} "
-                         f"(or None for the {profile} profile's {default!r})")
-    return value
+def _refuse(name, value, problem, rule, shown=None):
+    shown = repr(value) if shown is None else shown
+    if rule.kind == "choice":
+        return ValueError(f"parameter {name.upper()}={shown} {problem}: allowed are "
+                          f"{', '.join(map(repr, rule.choices))}")
+    return ValueError(f"parameter {name.upper()}={shown} {problem}: allowed is {rule.words()}")
 
 
-def _check_fixed(key, value, allowed):
-    """A parameter outside the profile tables: one of a tuple of values, or a rule of ``RULES``."""
-    if isinstance(allowed, tuple):
-        if value not in allowed:
-            raise ValueError(f"parameter {key.upper()}={value!r} is not allowed here: "
-                             f"allowed are {', '.join(map(repr, allowed))}")
-        return value
-    test, words = RULES[allowed]
-    if not test(value):
-        raise ValueError(f"parameter {key.upper()}={value!r} is not allowed: it must be {words}")
-    return float(value) if allowed.startswith("number") else value
+def check_value(name, value, rule, shown=None):
+    """``value`` if ``rule`` allows it (an int where a number is allowed becomes a float), else a ValueError.
 
-
-def _check_against_data(table, explicit, dataset):
-    """Explicit sizes larger than the data set they count, and a monitor set larger than the test set."""
-    from lecture_utils.data import SIZES
-
-    for key in explicit & SPLIT_OF.keys():
-        split = SPLIT_OF[key]
-        available = SIZES[dataset][split == "test"]
-        if table[key] > available:
-            raise ValueError(f"parameter {key.upper()}={table[key]:,} is larger than {dataset}'s {available:,} "
-                             f"{split} images: allowed is 1 to {available:,} (or None for the profile's size)")
-    if "n_monitor" in explicit and table["n_monitor"] > table["n_test"]:
-        raise ValueError(f"parameter N_MONITOR={table['n_monitor']:,} is larger than N_TEST={table['n_test']:,}: "
-                         "the monitor set is the first N_MONITOR test images")
-
-
-def settings(notebook, profile=None, **parameters):
-    """Sizes and parameters for ``notebook`` at ``profile``: sizes that are not ``None`` override the profile's.
-
-    Every value is checked: a size must have the profile value's type and be
-    positive, and, when ``dataset`` is given, fit in that data set; other
-    parameters must be what ``PARAMETERS`` allows. Anything else raises
-    ``ValueError`` naming the parameter, the value and what is allowed.
+    ``shown``: how the message writes the value (the command line's text, such as ``1e400``); default its repr.
     """
-    if notebook not in SETTINGS:
-        raise ValueError(f"no settings for notebook {notebook!r}: known are {', '.join(SETTINGS)}")
+    problem = rule.problem(value)
+    if problem:
+        raise _refuse(name, value, problem, rule, shown)
+    return float(value) if rule.kind == "number" else value
+
+
+def size_rule(name, entry):
+    """The rule of a SIZES entry ``{profile: value}``: its values' type (an int may stand for a float), and
+    positive unless the name has a rule of its own (``ALPHA`` may be 0). A broken entry is a ValueError."""
+    label = f"SIZES[{name!r}]"
+    if not isinstance(name, str) or not name.isidentifier() or name != name.upper():
+        raise ValueError(f"SIZES key {name!r} must be an upper-case name such as N_TRAIN")
+    if not isinstance(entry, dict):
+        raise ValueError(f"{label} must be a dict {{profile: value}} with {', '.join(PROFILES)}, got {entry!r}")
+    missing, unknown = [p for p in PROFILES if p not in entry], [p for p in entry if p not in PROFILES]
+    if missing or unknown:
+        what = f"has no value for {', '.join(missing)}" if missing else f"has unknown profile {unknown[0]!r}"
+        raise ValueError(f"{label} {what}: every entry gives {', '.join(PROFILES)}")
+    types = {type(v) for v in entry.values()}
+    if types == {int, float}:
+        types = {float}
+    if len(types) > 1 or next(iter(types)) not in POSITIVE:
+        found = ", ".join(f"{p} {type(v).__name__}" for p, v in entry.items())
+        raise ValueError(f"{label} must hold one type at every profile (int, float, str or bool; an int may stand "
+                         f"for a float), got {found}")
+    kind = next(iter(types))
+    own = RULES.get(name.lower())
+    if own is not None and own.kind != "choice" and kind in (int, float):
+        return Rule("int" if kind is int else "number", own.low, own.closed, own.high, high_text=own.high_text)
+    return own if own is not None and own.kind == "choice" else POSITIVE[kind]
+
+
+def check_size(name, value, entry, shown=None):
+    """An override of SIZES entry ``name`` (``-p NAME VALUE``): the entry's type and rule; the value, checked."""
+    return check_value(name, value, size_rule(name, entry), shown)
+
+
+def parameter_rule(name, datasets=None):
+    """The rule of a parameter outside SIZES (``dataset`` uses ``datasets``); None for a name without a rule."""
+    if name.lower() == "dataset":
+        return Rule("choice", choices=tuple(datasets)) if datasets else Rule("str")
+    return RULES.get(name.lower())
+
+
+def settings(profile, sizes, *, datasets=None, **parameters):
+    """The sizes of ``profile`` from a notebook's ``SIZES`` table and its other parameters, every value checked.
+
+    Returns a dict with lower-case keys: ``{"n_train": 1000, "epochs": 40, ..., "dataset": "mnist", "seed": 0}``.
+    Each SIZES entry needs a value for every profile, one type at every
+    profile (an int may stand for a float) and positive values. A parameter
+    must be one ``settings`` knows (``dataset``, which must be one of
+    ``datasets``, ``seed``, ``lr``, ``schedule``, ...: see ``RULES``). Anything
+    else raises ValueError naming the parameter (``EPOCHS``), the value and what is allowed.
+    """
     profile = get_profile(profile)
-    table, fixed = dict(SETTINGS[notebook][profile]), PARAMETERS.get(notebook, {})
-    explicit = set()
+    if not isinstance(sizes, dict):
+        raise ValueError(f"SIZES must be a dict {{NAME: {{profile: value}}}}, got {type(sizes).__name__}")
+    if datasets is not None and (isinstance(datasets, str) or not all(isinstance(d, str) for d in datasets)
+                                 or not datasets):
+        raise ValueError(f"datasets must be a tuple of data set names such as ('mnist', 'digits'), got {datasets!r}")
+    cfg = {}
+    for name, entry in sizes.items():
+        rule = size_rule(name, entry)
+        for p in PROFILES:  # every profile's value, so a typo in the full column shows at smoke
+            value = check_value(name, entry[p], rule, None if p == profile else f"{entry[p]!r} at profile {p}")
+            if p == profile:
+                cfg[name.lower()] = value
     for key, value in parameters.items():
-        if key in table:
-            if value is not None:
-                table[key] = _check_size(key, value, table[key], profile)
-                explicit.add(key)
-        elif key in fixed:
-            table[key] = _check_fixed(key, value, fixed[key])
-        else:
-            raise ValueError(f"unknown setting {key!r} for notebook {notebook!r}: "
-                             f"known are {', '.join([*table, *fixed])}")
-    if "dataset" in table:
-        _check_against_data(table, explicit, table["dataset"])
-    return Settings(table, notebook, profile, explicit)
+        rule = parameter_rule(key, datasets)
+        if rule is None:
+            raise ValueError(f"unknown parameter {key!r}: settings knows {', '.join(['dataset', *RULES])} "
+                             "(a size goes into SIZES)")
+        if key.lower() in cfg:
+            raise ValueError(f"parameter {key.upper()} is both a SIZES entry and {key}=...: give it once")
+        cfg[key.lower()] = check_value(key, value, rule)
+    if "n_monitor" in cfg and "n_test" in cfg and cfg["n_monitor"] > cfg["n_test"]:
+        raise ValueError(f"parameter N_MONITOR={cfg['n_monitor']:,} is larger than N_TEST={cfg['n_test']:,}: "
+                         "the monitor set is the first N_MONITOR test images")
+    return cfg
 
 
-def fit_to_data(cfg, data):
-    """``cfg`` with its subset sizes cut to the examples ``data`` (a ``load_data`` result) holds.
+def cap_to_data(cfg, data):
+    """``cfg`` with every size that counts examples (``n_train``, ``n_test``, ...) checked against ``data``.
 
-    A profile's size larger than the data set is cut, with a note (the
-    ``full`` profile on the small digits fallback); an explicit one is an
-    error, unless the data set is a fallback that already says so in a banner.
+    ``data`` is what ``load_data`` returned. A size larger than the split it
+    counts is cut to the split, with a printed note, when ``data`` is the
+    fallback (``data.fallback_reason`` says why it ran instead of the data set
+    asked for); on the data set asked for it is a ValueError.
     """
-    if not isinstance(cfg, Settings):
-        raise TypeError(f"cfg must be what settings(...) returned, got {type(cfg).__name__}")
-    out = Settings(cfg, cfg.notebook, cfg.profile, cfg.explicit)
+    if not isinstance(cfg, dict):
+        raise TypeError(f"cfg must be the dict settings(...) returned, got {type(cfg).__name__}")
+    out = dict(cfg)
+    name = getattr(data, "dataset", "") or getattr(data, "name", "the data")
     for key in [k for k in SPLIT_OF if k in cfg]:  # n_monitor after n_test: it is a slice of the test subset
         split = SPLIT_OF[key]
         available = len(data.train_labels if split == "train" else data.test_labels)
         if key == "n_monitor" and "n_test" in out:
             available = min(available, out["n_test"])
-        if cfg[key] <= available:
+        if out[key] <= available:
             continue
-        if key in cfg.explicit and not data.fallback_reason:
-            raise ValueError(f"parameter {key.upper()}={cfg[key]:,} is larger than the {available:,} "
-                             f"{split} images of {data.name}: allowed is 1 to {available:,}")
-        whose = "your" if key in cfg.explicit else f"the {cfg.profile} profile's"
-        print(f"{key}: {whose} {cfg[key]:,} is more than the {available:,} {split} images of "
-              f"{data.name} in use: using {available:,}")
+        if not getattr(data, "fallback_reason", ""):
+            raise ValueError(f"parameter {key.upper()}={out[key]:,} is larger than the {available:,} {split} "
+                             f"images of {name}: allowed is 1 to {available:,}")
+        print(f"{key.upper()}: {out[key]:,} is more than the {available:,} {split} images of {name} (the fallback) "
+              f"in use: using {available:,}")
         out[key] = available
     return out
+
+
+def read_times(path, notebook):
+    """``{profile: "412 s on 2 threads (AMD EPYC 7B13, 2026-12-04)"}``: the measured times of ``notebook``.
+
+    ``path`` is the JSON file the batch runner writes with ``--update-times``
+    (``notebooks/measured_times.json``); a profile never measured, or no file, is left out.
+    """
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            entries = json.load(f).get(notebook, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out = {}
+    for profile, e in entries.items():
+        try:
+            out[profile] = (f"{e['seconds']:.0f} s on {e['threads']} thread{'s' if e['threads'] != 1 else ''} "
+                            f"({e['cpu']}, {e['date']})")
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def sizes_table(sizes, times=None):
+    """A text table of a notebook's SIZES: one row per size, one column per profile, then the measured times.
+
+    ``times`` is ``read_times(...)``'s dict; a profile without a measurement reads "not measured".
+    """
+    times = times or {}
+    rows = [[name, *(f"{entry[p]:,}" if isinstance(entry[p], int) else f"{entry[p]:g}"
+                     if isinstance(entry[p], float) else str(entry[p]) for p in PROFILES)]
+            for name, entry in sizes.items()]
+    width = [max(len(r[i]) for r in rows + [["size", *PROFILES]]) for i in range(len(PROFILES) + 1)]
+    lines = ["  ".join(c.ljust(width[i]) if i == 0 else c.rjust(width[i]) for i, c in enumerate(r))
+             for r in [["size", *PROFILES], *rows]]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    lines.append("measured time per profile (python -m lecture_utils run --profile P):")
+    lines += [f"  {p:<8} {times.get(p, 'not measured')}" for p in PROFILES]
+    return "\n".join(lines)

@@ -18,7 +18,8 @@ def distortion_figure_png(image, alpha, sigma, seed):
     h, w = image.shape[-2:]
     field = random_displacement_field(1, h, w, alpha, sigma, generator=generator)
     distorted = warp(image.unsqueeze(0).float() / 255 if image.dtype == torch.uint8 else image.unsqueeze(0), field)
-    title = f"alpha = {alpha:g} px, sigma = {sigma:g} px, seed = {int(seed)}"
+    rms = field.pow(2).mean().sqrt().item()  # per axis, over the image
+    title = f"alpha = {alpha:g} px, sigma = {sigma:g} px, seed = {int(seed)}: RMS displacement {rms:.2f} px"
     return figure_png(field_figure(image, field[0], distorted[0], title=title))
 
 

@@ -1,8 +1,11 @@
-"""Notebook 03's models: the grouped AlexNet of 2012, Zeiler & Fergus' removals, and their bad input."""
+"""Notebook 03's models and machinery: the grouped AlexNet of 2012, Zeiler & Fergus' removals, their bad input,
+and lecture_utils.ablations (variants trained over seeds on growing training sets, their tables)."""
 
 import pytest
 import torch
 
+from lecture_utils import ablations
+from lecture_utils.data import DeviceBatches
 from lecture_utils.inspect import count_parameters, layer_table
 from lecture_utils.models import alexnet, cifar_alexnet
 
@@ -150,3 +153,86 @@ def test_batch_norm_sits_between_each_kept_conv_and_its_relu():
     x = torch.randn(8, 3, 32, 32)
     with torch.no_grad():  # in training mode batch norm scales the conv output to unit variance
         assert 0.95 < model.features[:2](x).std().item() < 1.05  # conv1 + bn1, batch statistics
+
+
+def test_conv1_kernel_widens_only_the_first_layer_and_keeps_the_maps():
+    small, wide = cifar_alexnet(width=0.25), cifar_alexnet(width=0.25, conv1_kernel=5)
+    assert wide.features.conv1.kernel_size == (5, 5) and wide.features.conv1.padding == (2, 2)
+    assert count_parameters(wide) - count_parameters(small) == 16 * 3 * (25 - 9)  # 16 filters, 3 colours
+    assert wide(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    for bad in (4, 0, -3, 5.0, True, "5"):
+        with pytest.raises(ValueError, match=r"conv1_kernel must be an odd positive int"):
+            cifar_alexnet(conv1_kernel=bad)
+
+
+# ---------------------------------------------------------------- lecture_utils.ablations
+
+
+
+def test_parse_schedule_reads_sizes_and_epochs_and_names_what_is_wrong(capsys):
+    assert ablations.parse_schedule("2000:8, 500:12") == {500: 12, 2000: 8}  # sorted by size
+    for bad, message in (("500", "is not size:epochs"), ("500:0", "is not size:epochs"), ("a:1", "is not size:epochs"),
+                         ("1:2,1:3", "gives size 1 twice"), (500, "must be a string")):
+        with pytest.raises(ValueError, match=message):
+            ablations.parse_schedule(bad)
+    with pytest.raises(ValueError, match=r"sizes \[2000\] larger than the 1,437 training images"):
+        ablations.parse_schedule("500:8,2000:8", available=1437)
+    assert ablations.parse_schedule("500:8,2000:8", available=1437, fallback=True) == {500: 8}
+    assert "left out" in capsys.readouterr().out
+    assert ablations.parse_schedule("2000:8", available=1437, fallback=True) == {1437: 8}
+
+
+def test_table3_differences_are_the_papers_columns_minus_the_full_net():
+    text = ablations.table3_differences()
+    row = next(line for line in text.splitlines() if line.startswith("-3,4,6,7"))
+    # Table 3: 71.1 - 35.1 (train top-1), 71.3 - 40.5 (val top-1), 50.1 - 18.1 (val top-5); the slide: 33.5.
+    assert row.split() == ["-3,4,6,7", "+36.0", "+30.8", "+32.0", "33.5"]
+    row7 = next(line for line in text.splitlines() if line.startswith("-7 "))
+    assert row7.split() == ["-7", "-7.7", "-0.5", "+0.3", "1.1"]  # the slide's 1.1 matches no column
+
+
+def tiny_data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return x, torch.arange(n) % 10
+
+
+def make_tiny(name):
+    return cifar_alexnet(remove=ablations.VARIANTS[name], width=0.0625, hidden=16, batch_norm=True)
+
+
+def test_train_variants_pairs_the_variants_by_seed_and_repeats_a_seeded_run(capsys):
+    x, y = tiny_data()
+    test = DeviceBatches(*tiny_data(32, seed=1), 16)
+    options = dict(seeds=[0, 1], epochs=1, batch_size=16, lr=0.05)
+    runs = ablations.train_variants(make_tiny, ["full", "-3,4,6,7"], x, y, test, **options)
+    assert runs.variants == ["full", "-3,4,6,7"] and runs.images == 48 and runs.seeds == [0, 1]
+    for name in runs.variants:
+        assert len(runs.test_error[name]) == len(runs.train_error[name]) == len(runs.histories[name]) == 2
+        assert all(0 <= e <= 100 for e in runs.test_error[name] + runs.train_error[name])
+    assert runs.models["-3,4,6,7"].removed == (3, 4, 6, 7)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("seed 0: test error full ") and len(lines) == 2
+    again = ablations.train_variants(make_tiny, ["full"], x, y, test, verbose=False, **options)
+    assert again.test_error["full"] == runs.test_error["full"]  # the same seeds give the same runs
+    with pytest.raises(ValueError, match=r"variants must be names of VARIANTS"):
+        ablations.train_variants(make_tiny, ["-5"], x, y, test, **options)
+
+
+def test_growth_study_trains_nested_sizes_and_tables_the_lead(capsys):
+    x, y = tiny_data()
+    test = DeviceBatches(*tiny_data(32, seed=1), 16)
+    study = ablations.growth_study(make_tiny, ["full", "-3,4,6,7"], x, y, test, schedule={40: 1, 20: 2},
+                                   seeds=[0, 1], batch_size=16, lr=0.05, verbose=False)
+    assert list(study) == [20, 40] and [r.images for r in study.values()] == [20, 40]
+    assert [r.epochs for r in study.values()] == [2, 1]
+    leads = ablations.lead_comparisons(study, "full", "-3,4,6,7")
+    for n, c in leads.items():
+        full, small = study[n].test_error["full"], study[n].test_error["-3,4,6,7"]
+        assert c.difference == pytest.approx(sum(a - b for a, b in zip(full, small)) / 2)
+    table = ablations.growth_table(study, "full", "-3,4,6,7").splitlines()
+    assert len(table) == 5 and table[3].split()[0] == "20" and table[4].split()[0] == "40"
+    fig = ablations.growth_figure(study, "full", "-3,4,6,7")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["20", "40"]
+    with pytest.raises(ValueError, match=r"sizes \[99\] outside 1 to 48"):
+        ablations.growth_study(make_tiny, ["full"], x, y, test, schedule={99: 1}, seeds=[0], batch_size=16, lr=0.1)

@@ -208,6 +208,38 @@ def test_rms_displacement_matches_theory_with_reflected_edges():
     assert expected > 1.1 * alpha * (gaussian_taps(sigma) ** 2).sum() / math.sqrt(3)  # edges do matter at 28x28
 
 
+def test_normalized_fields_have_rms_alpha_at_every_sigma():
+    # Normalized before scaling (Simard et al.): every field's RMS over its pixels and both axes is alpha,
+    # and it is the unnormalized field of the same draw, rescaled (the same shape, another size).
+    for sigma in (0.5, 4.0, 16.0):
+        plain = A.random_displacement_field(6, 28, 28, 1.0, sigma, generator=seeded(7)).double()
+        field = A.random_displacement_field(6, 28, 28, 2.5, sigma, generator=seeded(7), normalize=True).double()
+        rms = field.pow(2).mean(dim=(1, 2, 3)).sqrt()
+        assert torch.allclose(rms, torch.full_like(rms, 2.5), rtol=1e-5)
+        ratio = field / plain
+        assert torch.allclose(ratio, ratio[:, :1, :1, :1].expand_as(ratio), rtol=1e-4)  # one factor per image
+    images = random_images((6, 1, 28, 28))
+    out, field = A.elastic_distort(images, 2.5, 4.0, generator=seeded(8), return_field=True, normalize=True)
+    assert torch.equal(field, A.random_displacement_field(6, 28, 28, 2.5, 4.0, generator=seeded(8), normalize=True))
+    assert torch.allclose(out, A.warp(images, field), atol=1e-6)
+
+
+def test_normalized_fields_go_from_noise_to_a_translation_as_sigma_grows():
+    # What Simard et al. say of the normalized field: small sigma, neighbours move independently; large sigma,
+    # the whole field is nearly one vector (its mean carries nearly all of its power).
+    def neighbour_correlation(f):
+        a, b = f[..., :, :-1].flatten(), f[..., :, 1:].flatten()
+        return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+
+    def translation_share(f):
+        return (f.mean(dim=(2, 3)).pow(2).sum(1) / f.pow(2).mean(dim=(2, 3)).sum(1)).mean().item()
+
+    fields = {s: A.random_displacement_field(64, 28, 28, 1.0, s, generator=seeded(9), normalize=True).double()
+              for s in (0.3, 4.0, 64.0)}
+    assert neighbour_correlation(fields[0.3]) < 0.2 < 0.9 < neighbour_correlation(fields[4.0])
+    assert translation_share(fields[0.3]) < 0.05 < translation_share(fields[4.0]) < 0.9 < translation_share(fields[64.0])
+
+
 def test_seeded_runs_are_bitwise_repeatable():
     images = random_images((5, 3, 32, 32))
     ops = [
@@ -491,6 +523,8 @@ GOOD = random_images((2, 1, 8, 8))
     (lambda: A.elastic_distort(GOOD, float("inf"), 1), "alpha must be finite"),
     (lambda: A.random_displacement_field(0, 8, 8, 1, 1), "n must be >= 1"),
     (lambda: A.random_displacement_field(2.5, 8, 8, 1, 1), "n must be a whole number"),
+    (lambda: A.random_displacement_field(2, 8, 8, 1, 1, normalize=1), "normalize must be True or False"),
+    (lambda: A.elastic_distort(GOOD, 1.0, 4, normalize="yes"), "normalize must be True or False"),
     (lambda: A.warp(GOOD, torch.zeros(2, 2, 8, 7)), "field must be a tensor of shape"),
     (lambda: A.warp(GOOD, torch.full((2, 2, 8, 8), float("nan"))), "field must be a finite"),
     (lambda: A.warp(GOOD[..., :1, :], torch.zeros(2, 2, 1, 8)), "H, W >= 2"),

@@ -15,14 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from lecture_utils import data as data_mod
 from lecture_utils.course.cli import main
 from lecture_utils.augment import elastic_distort, random_affine, warp
-from lecture_utils.checkpoint import CheckpointError
+from lecture_utils.checkpoint import Checkpoint, CheckpointError
 from lecture_utils.data import (Data, DataCorrupted, DataUnavailable, DeviceBatches, load_data, load_dataset,
                                 take_subset)
 from lecture_utils.device import get_device
-from lecture_utils.profiles import fit_to_data, settings
+from lecture_utils.profiles import cap_to_data, settings
 from lecture_utils.record import record
 from lecture_utils.train import TrainingDiverged, TrainingInterrupted, evaluate, fit
 
@@ -43,8 +42,7 @@ def tiny_net():
 def quick_fit(batches, **kwargs):
     torch.manual_seed(0)
     model = tiny_net()
-    return model, fit(model, batches, epochs=kwargs.pop("epochs", 1), lr=0.05, device="cpu", progress=False,
-                      verbose=False, **kwargs)
+    return model, fit(model, batches, epochs=kwargs.pop("epochs", 1), lr=0.05, device="cpu", **kwargs)
 
 
 @pytest.fixture
@@ -64,57 +62,64 @@ def no_network(monkeypatch):
 # --- notebook parameters: settings(...) at the top of every notebook ---------------------------------------
 
 
+ELASTIC = {  # notebook 02's SIZES, as its parameters cell holds them
+    "N_TRAIN": {"smoke": 500, "default": 1_000, "full": 60_000},
+    "N_TEST": {"smoke": 500, "default": 10_000, "full": 10_000},
+    "N_MONITOR": {"smoke": 200, "default": 500, "full": 2_000},
+    "EPOCHS": {"smoke": 2, "default": 40, "full": 40},
+}
+
+
 def test_unknown_profile():
     with pytest.raises(ValueError, match=r"unknown profile 'fast': valid profiles are smoke, default, full"):
-        settings("elastic", "fast")
+        settings("fast", ELASTIC)
 
 
 def test_negative_epochs():
-    with pytest.raises(ValueError, match=r"EPOCHS=-1 is out of range: allowed is an int > 0 \(or None for the smoke"):
-        settings("elastic", "smoke", epochs=-1)
+    with pytest.raises(ValueError, match=r"EPOCHS=-1 at profile full is out of range: allowed is an int > 0"):
+        settings("smoke", {**ELASTIC, "EPOCHS": {"smoke": 2, "default": 40, "full": -1}})
 
 
 def test_wrong_type_override():
-    with pytest.raises(ValueError, match=r"N_TRAIN='500' has type str: allowed is an int > 0"):
-        settings("elastic", "smoke", n_train="500")
-    with pytest.raises(ValueError, match=r"LR='fast' is not allowed: it must be a finite number > 0"):
-        settings("elastic", "smoke", lr="fast")
+    with pytest.raises(ValueError, match=r"SIZES\['N_TRAIN'\] must hold one type at every profile .*smoke str"):
+        settings("smoke", {**ELASTIC, "N_TRAIN": {"smoke": "500", "default": 1_000, "full": 60_000}})
+    with pytest.raises(ValueError, match=r"LR='fast' has type str: allowed is a finite number > 0"):
+        settings("smoke", ELASTIC, lr="fast")
 
 
 def test_unknown_dataset():
     with pytest.raises(ValueError, match=r"DATASET='svhn' is not allowed here: allowed are 'mnist', 'digits'"):
-        settings("elastic", "smoke", dataset="svhn")
+        settings("smoke", ELASTIC, dataset="svhn", datasets=("mnist", "digits"))
 
 
-def test_subset_larger_than_the_data_set():
-    with pytest.raises(ValueError, match=r"N_TRAIN=70,000 is larger than mnist's 60,000 train images: "
-                                         r"allowed is 1 to 60,000"):
-        settings("elastic", "smoke", dataset="mnist", n_train=70000)
+def test_monitor_set_larger_than_the_test_set():
     with pytest.raises(ValueError, match=r"N_MONITOR=600 is larger than N_TEST=500"):
-        settings("elastic", "smoke", dataset="mnist", n_monitor=600)
+        settings("smoke", {**ELASTIC, "N_MONITOR": {"smoke": 600, "default": 500, "full": 500}})
 
 
 def test_zero_length_subset():
     with pytest.raises(ValueError, match=r"N_TRAIN=0 is out of range: allowed is an int > 0"):
-        settings("elastic", "smoke", dataset="mnist", n_train=0)
+        settings("smoke", {**ELASTIC, "N_TRAIN": {"smoke": 0, "default": 1, "full": 1}})
     x, y = torch.zeros(5, 1, 2, 2), torch.zeros(5, dtype=torch.long)
     with pytest.raises(ValueError, match=r"n=0 must be an int from 1 to 5"):
         take_subset(x, y, 0)
 
 
 def test_unknown_parameter_name():
-    with pytest.raises(ValueError, match=r"unknown setting 'epoch' for notebook 'elastic': known are .*epochs"):
-        settings("elastic", "smoke", epoch=3)
+    with pytest.raises(ValueError, match=r"unknown parameter 'epoch': settings knows dataset, seed, lr"):
+        settings("smoke", ELASTIC, epoch=3)
 
 
-def test_explicit_size_larger_than_the_loaded_data_is_an_error_a_profile_size_is_cut(capsys):
+def test_size_larger_than_the_loaded_data_is_an_error_unless_the_data_is_the_fallback(capsys):
     x, y = torch.zeros(100, 1, 28, 28, dtype=torch.uint8), torch.zeros(100, dtype=torch.long)
-    mirror = Data("mnist", x, y, x[:50], y[:50], classes=tuple("0123456789"))  # a partial mirror
-    with pytest.raises(ValueError, match=r"N_TRAIN=200 is larger than the 100 train images of mnist"):
-        fit_to_data(settings("demo", "smoke", dataset="mnist", n_train=200), mirror)
-    cfg = fit_to_data(settings("demo", "full", dataset="mnist"), mirror)
-    assert cfg["n_train"] == 100
-    assert "the full profile's 60,000 is more than the 100 train images of mnist in use: using 100" in \
+    partial = Data("mnist", x, y, x[:50], y[:50], classes=tuple("0123456789"))  # a partial mirror
+    with pytest.raises(ValueError, match=r"N_TRAIN=500 is larger than the 100 train images of mnist: "
+                                         r"allowed is 1 to 100"):
+        cap_to_data(settings("smoke", ELASTIC, dataset="mnist"), partial)
+    fallback = Data("digits", x, y, x[:50], y[:50], classes=tuple("0123456789"), fallback_reason="offline (test)")
+    cfg = cap_to_data(settings("full", ELASTIC, dataset="mnist"), fallback)
+    assert (cfg["n_train"], cfg["n_test"], cfg["n_monitor"]) == (100, 50, 50)
+    assert "N_TRAIN: 60,000 is more than the 100 train images of digits (the fallback) in use: using 100" in \
         capsys.readouterr().out
 
 
@@ -146,6 +151,16 @@ def test_augment_nan_and_inf_images(bad):
         random_affine(x, degrees=10)
 
 
+def test_augment_finite_check_reads_nothing_back_from_a_device():
+    """Off the CPU the check would wait for the device at every batch: it is skipped there (fit names NaN
+    images instead). A meta tensor stands in for a GPU one: reading a value back from it raises."""
+    from lecture_utils.augment._checks import _check_images
+
+    _check_images(torch.empty(2, 1, 8, 8, device="meta"), finite=True)
+    with pytest.raises(ValueError, match="images must be finite"):
+        _check_images(torch.full((2, 1, 8, 8), float("nan")), finite=True)
+
+
 def test_augment_bad_field_and_parameters():
     with pytest.raises(ValueError, match=r"field must be a tensor of shape \(N, 2, H, W\) = \(2, 2, 28, 28\)"):
         warp(torch.rand(2, 1, 28, 28), torch.zeros(2, 28, 28))
@@ -171,8 +186,7 @@ def test_inf_in_the_data_keeps_the_last_good_weights():
     torch.manual_seed(0)
     model = tiny_net()
     with pytest.raises(TrainingDiverged, match="step 1 of 2"):
-        fit(model, DeviceBatches(x, torch.zeros(8, dtype=torch.long), 4), epochs=1, lr=0.05, device="cpu",
-            progress=False, verbose=False)
+        fit(model, DeviceBatches(x, torch.zeros(8, dtype=torch.long), 4), epochs=1, lr=0.05, device="cpu")
     torch.manual_seed(0)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), tiny_net().parameters()))  # untouched
 
@@ -216,10 +230,10 @@ def test_interrupted_fit_then_resume(tmp_path):
         return images
 
     path = tmp_path / "run.pt"
-    with pytest.raises(TrainingInterrupted, match=r"epoch 2, step 0 of 2.*resume=True.*end of epoch 1") as info:
+    with pytest.raises(TrainingInterrupted, match=r"epoch 2, step 0 of 2.*resume=True\).*end of epoch 1") as info:
         quick_fit(DeviceBatches(x, y, 8, augment=interrupt_at_third_batch), epochs=2, checkpoint=path)
     assert len(info.value.history) == 1 and isinstance(info.value, KeyboardInterrupt)
-    _, history = quick_fit(DeviceBatches(x, y, 8), epochs=2, checkpoint=path, resume=True)
+    _, history = quick_fit(DeviceBatches(x, y, 8), epochs=2, checkpoint=Checkpoint(path, resume=True))
     assert [h["epoch"] for h in history] == [1, 2]
 
 
@@ -230,11 +244,9 @@ def test_resume_from_a_mismatched_checkpoint(tmp_path):
     before = snapshot(tmp_path)
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))  # another model, same settings
     with pytest.raises(CheckpointError, match="holds a different model or optimizer.*left as it is"):
-        fit(model, batches, epochs=1, lr=0.05, device="cpu", progress=False, verbose=False, checkpoint=path,
-            resume=True)
+        fit(model, batches, epochs=1, lr=0.05, device="cpu", checkpoint=Checkpoint(path, resume=True))
     with pytest.raises(CheckpointError, match=r"different run \(lr 0.05 there, 0.1 here\)"):
-        fit(tiny_net(), batches, epochs=1, lr=0.1, device="cpu", progress=False, verbose=False, checkpoint=path,
-            resume=True)
+        fit(tiny_net(), batches, epochs=1, lr=0.1, device="cpu", checkpoint=Checkpoint(path, resume=True))
     assert snapshot(tmp_path) == before
 
 
@@ -243,8 +255,8 @@ def test_corrupt_checkpoint_file(tmp_path):
     path.write_bytes(b"\x00" * 100)
     before = snapshot(tmp_path)
     with pytest.raises(CheckpointError, match=r"run.pt cannot be read as a checkpoint .*delete it or pass another"):
-        quick_fit(DeviceBatches(torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 4), checkpoint=path,
-                  resume=True)
+        quick_fit(DeviceBatches(torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 4),
+                  checkpoint=Checkpoint(path, resume=True))
     assert snapshot(tmp_path) == before
 
 
@@ -314,7 +326,7 @@ def test_read_only_root_needing_a_download_says_where_it_would_write(tmp_path, m
     # Root ignores permission bits, so a chmod would not stop this test's writes: the check is os.access,
     # which honours both permissions (for other users) and read-only mounts (for everyone); simulate it.
     real_access = os.access
-    monkeypatch.setattr(data_mod.os, "access",
+    monkeypatch.setattr(os, "access",
                         lambda p, mode, **k: False if mode == os.W_OK and Path(p) == tmp_path else real_access(p, mode))
     before = snapshot(tmp_path)
     with pytest.raises(DataUnavailable, match=rf"download it into {tmp_path}/MNIST/raw, but {tmp_path} is not "
@@ -325,7 +337,7 @@ def test_read_only_root_needing_a_download_says_where_it_would_write(tmp_path, m
 
 def test_read_only_root_with_the_files_reads_without_writing(tmp_path, monkeypatch):
     write_mnist(tmp_path / "MNIST" / "raw", "test", n=10000, gz=False)
-    monkeypatch.setattr(data_mod.os, "access", lambda p, mode, **k: mode != os.W_OK)  # nothing writable
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: mode != os.W_OK)  # nothing writable
     before = snapshot(tmp_path)
     x, y = load_dataset("mnist", train=False, root=tmp_path, verbose=False)
     assert x.shape == (10000, 1, 28, 28) and y.dtype == torch.int64
@@ -353,6 +365,18 @@ def test_offline_with_nothing_cached_fails_within_seconds(tmp_path, no_network, 
     (["-p", "N TRAIN", "3"], "a parameter name is a Python identifier"),
     (["-p", "EPOCH", "3"], "unknown parameter EPOCH (did you mean EPOCHS?): the notebooks' parameters are"),
     (["-p", "PROFILE", "full"], "set the profile with --profile"),
+    (["-p", "profile", "full"], "set the profile with --profile"),
+    (["-p", "LR", "1e400"], "parameter LR=1e400 is not a finite number: allowed is a finite number > 0"),
+    (["-p", "EPOCHS", "-1"], "parameter EPOCHS=-1 is out of range: allowed is an int > 0"),
+    (["-p", "EPOCHS", "2.5"], "parameter EPOCHS=2.5 has type float: allowed is an int > 0"),
+    (["-p", "N_TRAIN", "nan"], "parameter N_TRAIN=nan has type float: allowed is an int > 0"),
+    (["-p", "SEED", str(2**63)], "parameter SEED=9223372036854775808 is out of range"),
+    (["-p", "DATASET", "svhn"], "parameter DATASET='svhn' is not allowed here: allowed are 'digits', 'mnist'"),
+    (["-p", "SIZES", "{}"], "set one size with -p NAME VALUE"),
+    (["--cpus-per-notebook", "-1"], "argument --cpus-per-notebook: -1: give a number > 0"),
+    (["--cpus-per-notebook", "-1", "--ray"], "argument --cpus-per-notebook: -1: give a number > 0"),
+    (["--cpus-per-notebook", "2"], "--cpus-per-notebook needs --ray"),
+    (["--gpus-per-notebook", "inf", "--ray"], "argument --gpus-per-notebook: inf: give a number >= 0"),
     (["-p", "EPOCHS", "1", "-p", "EPOCHS", "2"], "-p EPOCHS is given twice"),
     (["--profile", "fast"], "invalid choice: 'fast'"),
     (["missing.ipynb"], "missing.ipynb does not exist"),

@@ -116,25 +116,70 @@ def test_a_mistyped_path_in_the_repository_suggests_the_lectures_notebook():
             "did you mean notebooks/02_elastic_distortions.ipynb?") in proc.stderr
 
 
+@pytest.mark.parametrize("typed, meant", [
+    ("02_elastic.ipynb", "02_elastic_distortions.ipynb"),  # a beginning: that notebook only
+    ("02_elastc_distortions.ipynb", "02_elastic_distortions.ipynb"),  # its number
+    ("elastic_distortions.ipynb", "02_elastic_distortions.ipynb"),  # close in spelling
+])
+def test_a_mistyped_notebook_suggests_only_the_one_it_resembles(tmp_path, typed, meant):
+    for name in ("01_invariance_and_augmentation", "02_elastic_distortions", "03_alexnet_ablations", "05_resnets"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    message = runner._missing_path_message(tmp_path / typed, tmp_path)
+    assert message == f"{tmp_path / typed} does not exist; did you mean {tmp_path / meant}?"
+    assert "did you mean" not in runner._missing_path_message(tmp_path / "resnet_budget.ipynb", tmp_path)
+
+
 def test_an_unknown_parameter_suggests_the_nearest_and_does_not_offer_profile(capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["run", str(HERE / "notebooks" / "demo.ipynb"), "-p", "EPOCH", "3", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "unknown parameter EPOCH (did you mean EPOCHS?): the notebooks' parameters " \
-                                     "are DATASET, EPOCHS, N_TRAIN, SEED" in err
-    assert "PROFILE" not in err and not (tmp_path / "o").exists()
+                                     "are DATASET, EPOCHS, LR, N_TRAIN, SEED" in err
+    assert "PROFILE" not in err and "SIZES" not in err and not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit):
+        main(["run", str(HERE / "notebooks" / "demo.ipynb"), "-p", "epochs", "3", "--out", str(tmp_path / "o")])
+    assert "unknown parameter epochs (did you mean EPOCHS?)" in capsys.readouterr().err
 
 
-def test_list_parameters_shows_names_types_defaults_and_meanings(capsys):
+def test_list_parameters_shows_sizes_at_every_profile_and_the_other_parameters(capsys):
     assert main(["run", str(HERE / "notebooks" / "demo.ipynb"), "--list-parameters"]) == 0
     out = capsys.readouterr().out
-    assert "-p SEED (int) = 0  # random seed" in out and "-p EPOCHS = None  # training epochs" in out
+    assert "sizes (smoke / default / full; -p NAME VALUE sets one at every profile):" in out
+    assert "-p N_TRAIN (int) = 256 / 2_048 / 60_000  # training examples" in out
+    assert "-p EPOCHS  (int) = 1 / 2 / 5  # training epochs" in out
+    assert "-p SEED (int) = 0  # random seed" in out and "-p LR (float) = 0.05  # learning rate" in out
     assert "PROFILE: set with --profile (smoke, default, full)" in out
 
 
-def test_top_level_help_is_plain_text():
+def test_top_level_help_is_plain_text_and_lists_the_commands():
     proc = cli("--help")
-    assert proc.returncode == 0 and "``" not in proc.stdout and "run" in proc.stdout
+    assert proc.returncode == 0 and "``" not in proc.stdout
+    for command in ("run", "replicate", "student", "site", "clean"):
+        assert f"    {command}" in proc.stdout
+
+
+def test_other_commands_get_their_options_or_say_in_one_line_that_they_are_missing(capsys, monkeypatch):
+    import importlib
+
+    with pytest.raises(SystemExit) as info:
+        main(["clean", "--help"])  # nbclean's own parser answers
+    assert info.value.code == 0 and "--check" in capsys.readouterr().out
+    real = importlib.import_module
+
+    def missing(name, *args):
+        if name == "lecture_utils.course.student":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert main(["student", "--out", "x"]) == 2
+    assert capsys.readouterr().err == ("python -m lecture_utils student: not available in this version "
+                                       "(lecture_utils.course.student is missing)\n")
+
+
+def test_timeout_help_reads_as_a_sentence():
+    text = " ".join(cli("run", "--help").stdout.split())
+    assert "seconds per notebook (default: by profile: smoke 300 s, default 1800 s, full 2700 s; 0: no limit)" in text
 
 
 def test_run_help_describes_profiles_parameters_and_the_fallback():
@@ -160,3 +205,108 @@ def test_an_executed_copy_left_by_an_earlier_run_is_not_read_as_this_runs(tmp_pa
 def test_a_qualified_data_set_is_not_a_fallback():
     assert not runner.is_fallback("cifar10 (JPEG copy)", "cifar10") and not runner.is_fallback("mnist", "mnist")
     assert runner.is_fallback("digits", "cifar10") and not runner.is_fallback("", "mnist")
+
+
+# --- the parameters cell, read without running it ----------------------------------------------------------
+
+
+def notebook_with(tmp_path, source, *more):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    nb.cells = [new_code_cell(source, metadata={"tags": ["parameters"]}), *map(new_code_cell, more)]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_the_parameters_cell_is_read_with_its_sizes_defaults_types_and_meanings(tmp_path):
+    from lecture_utils.course.parameters import notebook_parameters
+
+    path = notebook_with(tmp_path, 'import os\n\nPROFILE = os.environ.get("LECTURE_PROFILE", "default")  # the run\n'
+                                   'SIZES = {  # what each profile runs\n'
+                                   '    "N_TRAIN": {"smoke": 500, "default": 1_000, "full": 60_000},  # digits\n'
+                                   '    "WIDTH": {\n        "smoke": 0.25, "default": 0.5, "full": 1,\n'
+                                   '    },  # channel multiplier\n}\n'
+                                   'SEED: int = 0  # first seed\nLR = 0.1\nLR = 0.05  # peak learning rate\n'
+                                   'a, b = 1, 2\nprint("not a parameter")',
+                         'cfg = settings(PROFILE, SIZES, dataset=DATASET, datasets=("mnist", "digits"))')
+    params = notebook_parameters(path)
+    assert params.sizes == {"N_TRAIN": {"smoke": 500, "default": 1000, "full": 60000},
+                            "WIDTH": {"smoke": 0.25, "default": 0.5, "full": 1}}
+    assert params.size_help == {"N_TRAIN": "digits", "WIDTH": "channel multiplier"}
+    assert list(params.plain) == ["PROFILE", "SEED", "LR"]  # a later assignment wins; a, b and print are not
+    assert params.plain["PROFILE"].literal is False and "os.environ" in params.plain["PROFILE"].default
+    assert (params.plain["SEED"].annotation, params.plain["SEED"].help) == ("int", "first seed")
+    assert (params.plain["LR"].default, params.plain["LR"].help) == (0.05, "peak learning rate")
+    assert params.names == ["N_TRAIN", "WIDTH", "SEED", "LR"] and params.datasets == ("mnist", "digits")
+
+
+@pytest.mark.parametrize("source, message", [
+    ("SIZES = dict(N_TRAIN=1)", "SIZES in the parameters cell of .* must be a dict literal"),
+    ('SIZES = {"N_TRAIN": {"smoke": 5, "default": n, "full": 5}}', "every key and value must be a literal"),
+    ('SIZES = {"N_TRAIN": {"smoke": 5, "default": -5, "full": 5}}', "N_TRAIN=-5 at profile default is out of range"),
+    ("SEED = = 0", "the parameters cell of .* is not valid Python: invalid syntax"),
+])
+def test_a_broken_parameters_cell_is_a_one_line_error(tmp_path, source, message):
+    from lecture_utils.course.parameters import notebook_parameters
+
+    with pytest.raises(ValueError, match=message) as info:
+        notebook_parameters(notebook_with(tmp_path, source))
+    assert "\n" not in str(info.value)
+
+
+def test_p_for_a_size_injects_the_whole_table_and_a_plain_parameter_itself():
+    demo = HERE / "notebooks" / "demo.ipynb"
+    given, unreadable = runner.check_parameters([demo], {"EPOCHS": "3", "SEED": "7", "DATASET": "mnist"}, "smoke")
+    assert not unreadable
+    assert given[demo] == {"PROFILE": "smoke", "SIZES": {"N_TRAIN": {"smoke": 256, "default": 2048, "full": 60000},
+                                                         "EPOCHS": {"smoke": 3, "default": 3, "full": 3}},
+                           "SEED": 7, "DATASET": "mnist"}
+    assert runner.check_parameters([demo], {"LR": "1"}, "smoke")[0][demo]["LR"] == 1.0  # an int for a float
+
+
+def test_p_values_are_checked_for_each_notebook_that_has_the_name(tmp_path):
+    demo, sleeper = HERE / "notebooks" / "demo.ipynb", HERE / "notebooks" / "faults" / "sleeper.ipynb"
+    with pytest.raises(ValueError) as info:
+        runner.check_parameters([demo, sleeper], {"SLEEP": "soon", "EPOCHS": "0", "LR": "1e400"}, "smoke")
+    assert str(info.value).splitlines() == [
+        "parameter SLEEP='soon' has type str: allowed is an int",
+        "parameter EPOCHS=0 is out of range: allowed is an int > 0",
+        "parameter LR=1e400 is not a finite number: allowed is a finite number > 0"]
+    with pytest.raises(ValueError, match="^set the profile with --profile .* not -p LECTURE_PROFILE$"):
+        runner.check_parameters([demo], {"LECTURE_PROFILE": "full"}, "smoke")
+    # a string parameter takes the text as it is: a path that looks like a number stays a string
+    assert runner.check_parameters([sleeper], {"PID_FILE": "123"}, "smoke")[0][sleeper]["PID_FILE"] == "123"
+
+
+def test_bad_p_values_are_refused_before_any_kernel_starts(tmp_path):
+    proc = cli("run", HERE / "notebooks" / "demo.ipynb", "--out", tmp_path / "o", "-p", "LR", "1e400",
+               "-p", "EPOCHS", "-1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        "python -m lecture_utils run: error: parameter LR=1e400 is not a finite number: allowed is a finite number > 0",
+        "python -m lecture_utils run: error: parameter EPOCHS=-1 is out of range: allowed is an int > 0"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_requested_data_set_is_the_dataset_parameter(tmp_path):
+    from lecture_utils.course.parameters import requested_dataset
+
+    demo = HERE / "notebooks" / "demo.ipynb"
+    assert requested_dataset(demo, {}) == "digits" and requested_dataset(demo, {"DATASET": "mnist"}) == "mnist"
+    assert requested_dataset(HERE / "notebooks" / "faults" / "sleeper.ipynb", {}) == ""
+
+
+def test_summary_json_keeps_each_notebooks_verdicts(tmp_path):
+    verdict = {"name": "a vs b", "kind": "paired", "outcome": "a better", "claim": True, "low": 0.1, "high": 0.3}
+    mime = "application/vnd.lecture-utils.verdict+json"
+    out = tmp_path / "nb.ipynb"
+    out.write_text(json.dumps({"cells": [{"outputs": [{"data": {mime: verdict}}]}]}))
+    result = runner._result("nb", "ok", 1.0, out, "", "smoke", since=out.stat().st_mtime)
+    assert result.verdicts == {"a vs b": verdict} and result.cpu
+    from lecture_utils.course.summary import write_summary
+
+    write_summary(tmp_path, [result])
+    assert json.loads((tmp_path / "summary.json").read_text())[0]["verdicts"] == {"a vs b": verdict}

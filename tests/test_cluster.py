@@ -1,4 +1,5 @@
-"""Searches and batch runs on Ray: a local instance started and stopped by these tests (2 CPUs).
+"""Batch runs on Ray: a local instance started and stopped by these tests (2 CPUs); searches on Ray are in
+tests/test_cluster_search.py.
 
 One Ray instance serves the whole module (starting one costs 5-20 s on 2 cores); the batch-run test
 joins it by address, as a user joins a cluster.
@@ -9,19 +10,15 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[cluster]'")
 
-from lecture_utils.search import search  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "notebooks"
-SPACE = {"lr": ("log", 1e-3, 1.0), "width": ("int", 8, 64)}
-# Ray's workers cannot import this test module: send its functions by value, as a notebook's are.
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def test_unreachable_cluster_fails_within_seconds():
@@ -41,21 +38,121 @@ def test_unreachable_cluster_fails_within_seconds():
     assert time.perf_counter() - t < 10
 
 
-def test_bad_resources_and_address_are_clear_errors():
-    from lecture_utils.course.cluster import _check_reachable, _task_options
+def test_a_bad_address_is_a_clear_error():
+    from lecture_utils.course.cluster import _check_reachable
 
-    with pytest.raises(ValueError, match="unknown resources memory"):
-        _task_options({"memory": 4})
-    with pytest.raises(ValueError, match="must be a number >= 0"):
-        _task_options({"cpu": -1})
     with pytest.raises(ValueError, match="is not 'auto', 'HOST:PORT'"):
         _check_reachable("headnode")
 
 
-def test_engine_ray_without_ray_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(ImportError, match=r'pip install -e "\.\[cluster\]"'):
-        search(bowl, SPACE, strategy="grid", n_trials=2, engine="ray")
+# --- an address that accepts connections but is not a Ray head (issue: a 13.7-minute hang) ----------------------
+
+
+@pytest.fixture
+def web_server():
+    """A web server on a free loopback port (what a mistyped port often reaches): its port."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("the web server did not start")
+            time.sleep(0.1)
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def silent_listener():
+    """A port that accepts connections and never says a word: (its port, the listening socket)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    yield s.getsockname()[1], s
+    s.close()
+
+
+def test_a_web_server_is_not_joined_as_ray(web_server):
+    from lecture_utils.course.cluster import ray_session
+
+    if ray.is_initialized():
+        pytest.skip("a Ray session is open in this process")
+    t = time.perf_counter()
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{web_server}: it is not a Ray head"):
+        with ray_session(f"127.0.0.1:{web_server}"):
+            pass
+    assert time.perf_counter() - t < 5 and not ray.is_initialized()
+
+
+def test_a_listener_that_never_answers_is_given_up_within_seconds(silent_listener):
+    from lecture_utils.course.cluster import CONNECT_SECONDS, ray_session
+
+    port, _ = silent_listener
+    t = time.perf_counter()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ConnectionError, match="does not answer as Ray's head within"):
+            with ray_session(address):
+                pass
+    assert time.perf_counter() - t < 2 * CONNECT_SECONDS + 4 and not ray.is_initialized()
+
+
+def tagged(tag):
+    """Process ids whose environment holds LECTURE_TEST_RUN_TAG=tag (a process of the run left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"LECTURE_TEST_RUN_TAG={tag}".encode() in \
+                    (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="needs Linux's /proc")
+def test_run_ray_on_a_web_server_fails_in_one_line_within_seconds(web_server, tmp_path):
+    tag = uuid.uuid4().hex
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lecture_utils", "run", str(NOTEBOOKS / "demo.ipynb"), "--profile", "smoke",
+         "--out", str(tmp_path / "out"), "--ray", f"127.0.0.1:{web_server}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "LECTURE_TEST_RUN_TAG": tag})
+    assert time.perf_counter() - t < 30  # Python and the CLI start included; the probe answers at once
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"cannot join the Ray cluster at 127.0.0.1:{web_server}: it is not a Ray head" in proc.stderr
+    assert tagged(tag) == []  # nothing of the run lives on
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="needs Linux's /proc")
+def test_sigterm_while_waiting_for_an_address_acts_at_once(silent_listener, tmp_path):
+    import signal
+
+    port, listener = silent_listener
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lecture_utils", "run", str(NOTEBOOKS / "demo.ipynb"), "--profile", "smoke",
+         "--out", str(tmp_path / "out"), "--ray", f"127.0.0.1:{port}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    listener.settimeout(60)
+    connection, _ = listener.accept()  # the runner is in its probe, waiting for an answer
+    t = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    connection.close()
+    assert time.perf_counter() - t < 2
+    assert proc.returncode == 143 and "INTERRUPTED: SIGTERM" in stderr and "Traceback" not in stderr, stderr
 
 
 @pytest.fixture(scope="module")
@@ -65,78 +162,6 @@ def local_ray():
                        object_store_memory=128 * 2**20, _node_ip_address="127.0.0.1")
     yield context.address_info["gcs_address"]
     ray.shutdown()
-
-
-def bowl(params):
-    """A smooth objective with its minimum at lr = 0.03, width = 32."""
-    import math
-
-    return (math.log10(params["lr"]) - math.log10(0.03)) ** 2 + ((params["width"] - 32) / 32) ** 2
-
-
-def test_ray_grid_search_equals_in_process(local_ray):
-    local = search(bowl, SPACE, strategy="grid", n_trials=9, seed=0)
-    on_ray = search(bowl, SPACE, strategy="grid", n_trials=9, seed=0, engine="ray", max_concurrent=2)
-    assert len(on_ray.trials) == len(local.trials) == 9
-    assert not on_ray.failed
-    assert on_ray.best_value == local.best_value
-    assert on_ray.best_params == local.best_params
-    assert sorted(t.value for t in on_ray.trials) == sorted(t.value for t in local.trials)
-
-
-def test_trials_run_two_at_a_time(local_ray):
-    def slow(params):
-        import os
-        import time
-
-        start = time.time()
-        time.sleep(1.0)
-        return float(os.getpid()) + 0 * start
-
-    t = time.perf_counter()
-    result = search(slow, SPACE, strategy="random", n_trials=4, seed=1, engine="ray", max_concurrent=2)
-    wall = time.perf_counter() - t
-    assert len(result.trials) == 4 and not result.failed
-    assert len({t.value for t in result.trials}) == 2  # two worker processes shared the four trials
-    assert wall < 4.0  # four 1-second trials, two at a time: about 2 s, not 4
-
-
-def test_killed_worker_fails_its_trial_and_the_study_goes_on(local_ray):
-    def fragile(params):
-        import os
-        import signal
-
-        if params["width"] == 8:  # one grid column: its worker process is killed mid-trial
-            os.kill(os.getpid(), signal.SIGKILL)
-        return params["lr"]
-
-    result = search(fragile, SPACE, strategy="grid", n_trials=9, seed=0, engine="ray", max_concurrent=2)
-    assert len(result.trials) == 9
-    killed = [t for t in result.trials if t.params["width"] == 8]
-    assert killed and all(t.state == "failed" and "worker" in t.error for t in killed)
-    assert all(t.state == "complete" for t in result.trials if t.params["width"] != 8)
-    assert result.best_value == min(t.params["lr"] for t in result.trials if t.params["width"] != 8)
-
-
-def test_objective_errors_and_nan_are_failed_trials(local_ray):
-    def picky(params):
-        if params["width"] > 50:
-            raise RuntimeError("out of memory (planted)")
-        return float("nan") if params["width"] < 20 else params["lr"]
-
-    result = search(picky, SPACE, strategy="grid", n_trials=9, seed=0, engine="ray")
-    states = {t.params["width"]: (t.state, t.error) for t in result.trials}
-    assert states[64][0] == "failed" and "out of memory (planted)" in states[64][1]
-    assert states[8][0] == "failed" and "nan" in states[8][1].lower()
-    assert states[36][0] == "complete"
-
-
-def test_ray_search_resumes_a_stored_study(local_ray, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'search.db'}"
-    first = search(bowl, SPACE, strategy="random", n_trials=3, seed=2, storage=storage, engine="ray")
-    again = search(bowl, SPACE, strategy="random", n_trials=5, seed=2, storage=storage, engine="ray")
-    assert [t.number for t in again.trials] == [0, 1, 2, 3, 4]
-    assert [t.params for t in again.trials[:3]] == [t.params for t in first.trials]
 
 
 def test_runner_on_ray_runs_demo_and_failing_notebook(local_ray, tmp_path):

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lecture_utils import data as data_mod
-from lecture_utils.data import (DataCorrupted, DataUnavailable, DeviceBatches, data_root, load_data, load_dataset,
-                                take_subset)
+from lecture_utils.data import (CIFAR10_CLASSES, DataCorrupted, DataUnavailable, DeviceBatches, as_rgb32, data_root,
+                                load_data, load_dataset, take_subset)
+from lecture_utils.data.paths import shown
 
 
 @pytest.fixture
@@ -38,12 +38,57 @@ def test_unknown_name_lists_known_ones():
         load_dataset("svhn")
 
 
+def make_course(folder, pyproject=True, notebooks=True):
+    """A course folder as a checkout has it: data/, notebooks/ and a pyproject.toml naming lecture-utils."""
+    (folder / "data").mkdir(parents=True)
+    if notebooks:
+        (folder / "notebooks").mkdir()
+    if pyproject:
+        (folder / "pyproject.toml").write_text('[project]\nname = "lecture-utils"\nversion = "0.1.0"\n')
+    return folder
+
+
 def test_data_root_order(monkeypatch, tmp_path):
+    course = make_course(tmp_path / "course")
+    monkeypatch.chdir(course)
     monkeypatch.setenv("LECTURE_DATA_DIR", str(tmp_path / "env"))
-    assert data_root() == tmp_path / "env"
-    assert data_root(tmp_path / "arg") == tmp_path / "arg"
-    monkeypatch.delenv("LECTURE_DATA_DIR")
-    assert data_root().name == "data"  # the repository's data/ in a checkout
+    assert data_root() == tmp_path / "env"  # the variable wins over the course folder
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"  # and root= over both
+    monkeypatch.setenv("LECTURE_DATA_DIR", "")  # empty: unset
+    assert data_root() == course / "data"
+
+
+@pytest.mark.parametrize("where", [".", "notebooks", "notebooks/sub"])
+def test_data_root_is_the_course_folders_data_from_the_repository_and_from_notebooks(tmp_path, monkeypatch, where):
+    monkeypatch.delenv("LECTURE_DATA_DIR", raising=False)
+    course = make_course(tmp_path / "course", notebooks=where != ".")
+    (course / where).mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(course / where)  # the runner and the tests run here (.), a notebook in notebooks/
+    assert data_root() == course / "data"
+    assert shown(course / "data" / "cifar10" / "train") == "data/cifar10/train"  # relative to the course folder
+    assert shown(course / "data") == "data" and shown(course) == "."
+
+
+def test_a_copy_with_notebooks_and_data_but_no_pyproject_is_a_course_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("LECTURE_DATA_DIR", raising=False)
+    course = make_course(tmp_path / "copy", pyproject=False)
+    monkeypatch.chdir(course / "notebooks")
+    assert data_root() == course / "data"
+
+
+def test_away_from_a_course_folder_the_root_is_the_home_cache(tmp_path, monkeypatch):
+    """Wherever the package is installed (here: a checkout), only the working directory decides."""
+    monkeypatch.delenv("LECTURE_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    other = tmp_path / "other"  # a data/ folder of another project is not ours
+    (other / "data").mkdir(parents=True)
+    (other / "pyproject.toml").write_text('[project]\nname = "lecture-utils-extra"\n')
+    (other / "src").mkdir()
+    for cwd in (other, other / "src"):
+        monkeypatch.chdir(cwd)
+        assert data_root() == tmp_path / "home" / ".cache" / "lecture_utils"
+        assert shown(data_root() / "MNIST") == "~/.cache/lecture_utils/MNIST"
+    assert shown(other / "data") == str(other / "data")  # outside every base: as it is
 
 
 def test_strict_mode_error_names_what_is_missing_and_how_to_get_it(tmp_path, offline):
@@ -69,6 +114,7 @@ def test_fallback_to_digits_shows_a_banner(tmp_path, offline, capsys, monkeypatc
     assert d.train_images.shape[1:] == (3, 32, 32) and d.train_images.dtype == torch.uint8  # CIFAR models run on it
     assert torch.equal(d.train_images[:, 0], d.train_images[:, 2]) and d.train_images.max() > 200
     assert d.classes == tuple("0123456789") and len(d.test_images) == 360
+    assert torch.equal(d.train_images, as_rgb32(load_dataset("digits", verbose=False)[0]))
 
 
 def test_no_download_means_no_network(tmp_path, monkeypatch):
@@ -104,7 +150,7 @@ def test_corrupted_file_is_reported_and_left_alone(tmp_path, offline):
 
 
 def test_imagefolder_mirror_is_used_and_named(tmp_path, offline, capsys):
-    classes = data_mod.CIFAR10_CLASSES
+    classes = CIFAR10_CLASSES
     for split, n in (("train", 3), ("test", 2)):
         for label, cls in enumerate(classes):
             folder = tmp_path / "cifar10" / split / cls
@@ -117,7 +163,42 @@ def test_imagefolder_mirror_is_used_and_named(tmp_path, offline, capsys):
     assert x[4, 0, 0, 0] == 11  # automobile/0001.png
     d = load_data("cifar10", root=tmp_path)
     assert d.name == "cifar10" and d.dataset == "cifar10"  # PNG files: lossless, not called a JPEG copy
-    assert "dataset = cifar10" in capsys.readouterr().out  # recorded for the runner
+
+
+def test_load_data_records_nothing(tmp_path, offline, capsys, monkeypatch):
+    """The notebook records what ran (record("dataset", data.dataset)); the library does not."""
+    import lecture_utils.record
+
+    monkeypatch.setattr(lecture_utils.record, "record", lambda *a, **k: pytest.fail("load_data recorded"))
+    monkeypatch.delenv("LECTURE_STRICT_DATA", raising=False)
+    for name in ("digits", "mnist"):  # mnist: not in tmp_path, so the fallback
+        d = load_data(name, root=tmp_path)
+        assert d.dataset == "digits" and d.requested == name
+    assert " = " not in capsys.readouterr().out
+
+
+def test_as_rgb32_resizes_gray_images_and_keeps_cifar_sized_ones():
+    x, _ = load_dataset("digits", verbose=False)
+    rgb = as_rgb32(x[:8])
+    assert rgb.shape == (8, 3, 32, 32) and rgb.dtype == torch.uint8 and rgb.is_contiguous()
+    assert torch.equal(rgb[:, 0], rgb[:, 1]) and torch.equal(rgb[:, 0], rgb[:, 2])  # the gray level in each channel
+    assert abs(rgb.float().mean() - x[:8].float().mean()) < 2  # resized, not cropped or padded
+    assert rgb[:, :, :4].max() == 0 and rgb.max() > 200  # the empty border scales with the digit
+    flat = torch.full((2, 1, 28, 28), 77, dtype=torch.uint8)
+    assert (as_rgb32(flat) == 77).all()
+    colour = torch.tensor([10, 20, 30], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 24, 24)
+    assert as_rgb32(colour)[:, :, 5, 5].tolist() == [[10, 20, 30]] * 2  # RGB of another size: each channel resized
+    cifar = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    assert as_rgb32(cifar) is cifar
+
+
+def test_as_rgb32_rejects_what_is_not_uint8_images():
+    with pytest.raises(TypeError, match="uint8"):
+        as_rgb32(torch.zeros(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"C = 1 \(gray\) or 3 \(RGB\), got \(2, 2, 28, 28\)"):
+        as_rgb32(torch.zeros(2, 2, 28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"got \(28, 28\)"):
+        as_rgb32(torch.zeros(28, 28, dtype=torch.uint8))
 
 
 def _real(name):

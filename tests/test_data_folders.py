@@ -1,16 +1,15 @@
 """Data folders as users have them (hidden entries, stray files, other class names), and printed paths."""
 
 import functools
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from lecture_utils import data as data_mod
 from lecture_utils.augment import elastic_distort
 from lecture_utils.data import (CIFAR10_CLASSES, DataUnavailable, DeviceBatches, MirrorLayoutError, load_data,
-                                load_dataset, shown)
+                                load_dataset)
+from lecture_utils.data.paths import shown
 
 
 @pytest.fixture(autouse=True)
@@ -96,10 +95,13 @@ def test_a_split_folder_with_only_hidden_entries_is_no_mirror(tmp_path):
 # --- printed paths --------------------------------------------------------------------------------------------
 
 
-def test_paths_are_shown_relative_to_the_repository_the_data_dir_or_home(tmp_path, monkeypatch):
-    repo = Path(data_mod.__file__).resolve().parents[1]
-    assert shown(repo / "data" / "cifar10" / "train") == "data/cifar10/train"
-    assert shown(repo / "data") == "data"
+def test_paths_are_shown_relative_to_the_course_folder_the_data_dir_or_home(tmp_path, monkeypatch):
+    lecture = tmp_path / "lecture"
+    for folder in ("data", "notebooks"):
+        (lecture / folder).mkdir(parents=True)
+    monkeypatch.chdir(lecture / "notebooks")  # as a notebook runs
+    assert shown(lecture / "data" / "cifar10" / "train") == "data/cifar10/train"
+    assert shown(lecture / "data") == "data"
     monkeypatch.setenv("LECTURE_DATA_DIR", str(tmp_path / "course"))
     assert shown(tmp_path / "course" / "MNIST" / "raw") == "$LECTURE_DATA_DIR/MNIST/raw"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from lecture_utils.data import DeviceBatches, load_dataset
 from lecture_utils.diagnostics import (constant_output_loss, filter_statistics, gradient_check, gradient_norms,
-                                       model_gradient_check, overfit_subset, reading, unit_statistics)
+                                       model_gradient_check, overfit_subset, reading, relu_inputs, unit_statistics)
+from lecture_utils.failures import ShuffledLabels
 from lecture_utils.models.tiny import HandSiLU, SiLUFunction, tiny_convnet
 
 
@@ -111,6 +112,106 @@ def test_bad_input_gives_clear_errors():
         gradient_check(lambda x: x.sum(), (x,), num_checks=0)
 
 
+def cross_entropy_case():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(200, 10, dtype=torch.float64, generator=g)
+    return logits, torch.randint(10, (200,), generator=g)
+
+
+class PlantedBug(torch.autograd.Function):
+    """The identity whose backward changes one entry of the gradient: by ``shift`` and by a factor ``1 + scale``."""
+
+    @staticmethod
+    def forward(ctx, x, index, shift, scale):
+        ctx.index, ctx.shift, ctx.scale = index, shift, scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        grad[ctx.index] = grad[ctx.index] * (1 + ctx.scale) + ctx.shift
+        return grad, None, None, None
+
+
+@pytest.mark.parametrize("scale, reduction", [(1.0, "mean"), (5.0, "sum"), (20.0, "sum"), (1.0, "none")])
+def test_correct_cross_entropy_gradients_pass_as_with_gradcheck(scale, reduction):
+    """The issue's false alarms: 200x10 float64 logits (max relative error 1.78e-5 > tol) and x5 with reduction='sum'
+    (near-zero entries read as 'wrong'). gradcheck passes both, and so must we."""
+    logits, y = cross_entropy_case()
+    x = (scale * logits).requires_grad_()
+    if reduction == "none":  # a loss far from 0: f = 1e4 + mean loss, the rounding noise of f grows with it
+        f = lambda z: 1e4 + F.cross_entropy(z, y)  # noqa: E731
+    else:
+        f = lambda z: F.cross_entropy(z, y, reduction=reduction)  # noqa: E731
+    result = gradient_check(f, (x,))
+    assert torch.autograd.gradcheck(f, (x,))
+    assert result.passed and result.n_failed == 0 and result.failed == [], str(result)
+    assert result.n_checked == 2000 and "passed" in str(result)
+    assert result.max_relative_error <= result.tol
+
+
+@pytest.mark.parametrize("shift, scale", [(1e-3, 0.0), (0.0, 1e-3), (1e-6, 0.0)])
+def test_a_small_planted_error_in_one_entry_is_caught_and_named(shift, scale):
+    logits, y = cross_entropy_case()
+    x = logits.clone().requires_grad_()
+    index = (17, int(y[17]))  # the label's logit: a gradient of about -4e-3
+    result = gradient_check(lambda z: F.cross_entropy(PlantedBug.apply(z, index, shift, scale), y), (x,))
+    assert not result.passed and result.n_failed == 1
+    bad = result.failed[0]
+    assert bad["index"] == index and bad["input"] == "input 0"
+    assert bad["analytic"] - bad["numeric"] == pytest.approx(shift + scale * bad["numeric"], rel=1e-3)
+    text = str(result)
+    assert text.startswith("gradient check FAILED at 1 of 2,000 entries")
+    assert f"failed entries:\n  input 0[17, {index[1]}]: analytic {bad['analytic']:+.6e}, numeric" in text
+    for mean_or_sum, factor in (("sum", 5.0),):  # and in the summed loss of the x5 logits
+        big = (factor * logits).requires_grad_()
+        r = gradient_check(lambda z: F.cross_entropy(PlantedBug.apply(z, index, 1e-3, 0.0), y, reduction=mean_or_sum),
+                           (big,))
+        assert not r.passed and [f["index"] for f in r.failed] == [index]
+
+
+def test_the_tolerance_is_allclose_with_an_atol_from_the_rounding_of_f():
+    x = x64(10)
+    r = gradient_check(lambda x: (x ** 3).sum(), (x,))
+    largest_f = r_max_abs_f(lambda x: (x ** 3).sum(), x, r.eps)
+    assert r.atol == pytest.approx(10 * torch.finfo(torch.float64).eps * largest_f / r.eps, rel=1e-9)
+    r = gradient_check(lambda x: (x ** 3).sum(), (x,), atol=1e-3, tol=1e-2)
+    assert r.atol == 1e-3 and r.tol == 1e-2
+    # an explicit atol too small to cover rounding turns the near-zero entries of the summed loss into failures
+    logits, y = cross_entropy_case()
+    big = (5 * logits).requires_grad_()
+    strict = gradient_check(lambda z: F.cross_entropy(z, y, reduction="sum"), (big,), atol=1e-12)
+    assert not strict.passed and all(abs(f["numeric"]) < 1e-3 for f in strict.failed)
+
+
+def r_max_abs_f(f, x, eps):
+    """The largest |f| over x and every x +- eps e_i, as gradient_check sees it."""
+    values = [abs(f(x).item())]
+    with torch.no_grad():
+        for k in range(x.numel()):
+            for s in (eps, -eps):
+                y = x.detach().clone()
+                y[k] += s
+                values.append(abs(f(y).item()))
+    return max(values)
+
+
+def test_complex_inputs_and_short_names_are_one_line_errors():
+    z = torch.randn(3, dtype=torch.complex128, requires_grad=True)
+    with pytest.raises(TypeError, match=r"inputs\[0\] is complex \(complex128\)") as err:
+        gradient_check(lambda z: z.abs().sum(), (z,))
+    assert "\n" not in str(err.value)
+    a, b = x64(3), x64(3, seed=1)
+    for names in (["a"], ["a", "b", "c"], "ab"):
+        with pytest.raises(ValueError, match=r"names must give one name per input \(2 inputs\)") as err:
+            gradient_check(lambda a, b: (a * b).sum(), (a, b), names=names)
+        assert "\n" not in str(err.value)
+    r = gradient_check(lambda a, b: (a * b).sum(), (a, b), names=("left", "right"))
+    assert set(r.by_input) == {"left", "right"}
+    with pytest.raises(ValueError, match="atol must be a finite number > 0"):
+        gradient_check(lambda a, b: (a * b).sum(), (a, b), atol=-1.0)
+
+
 def test_gradient_norms_per_layer_and_parameter():
     torch.manual_seed(0)
     net = tiny_convnet((3, 4), 8)
@@ -151,6 +252,9 @@ def test_unit_statistics_on_constructed_activations():
     assert 1 / 15 < s["mean_abs_correlation"] < 1 / 15 + 0.1
     copies = unit_statistics(base.repeat(1, 5) * torch.arange(1.0, 6.0))
     assert math.isclose(copies["mean_abs_correlation"], 1.0, rel_tol=1e-9) and copies["dead_fraction"] == 0
+    # rank: how many different units there really are (a constant unit is one direction too)
+    assert s["rank"] == 1 + 1 + 4 and copies["rank"] == 1
+    assert unit_statistics(torch.zeros(10, 4))["rank"] == 0
 
 
 def test_unit_statistics_bad_input():
@@ -180,27 +284,40 @@ def test_filter_statistics_noise_smooth_and_copies():
     assert math.isclose(filter_statistics(checker)["smoothness"], -1.0, abs_tol=0.05)
     copies = noise[:1].repeat(16, 1, 1, 1) + 1e-3 * torch.randn(16, 1, 7, 7, generator=g)
     assert filter_statistics(copies)["mean_abs_correlation"] > 0.99
+    assert "initial_correlation" not in s
     with pytest.raises(ValueError, match="conv weight"):
         filter_statistics(torch.zeros(16, 49))
     with pytest.raises(ValueError, match="conv weight"):
         filter_statistics(torch.zeros(16, 1, 1, 1))
 
 
+def test_filter_statistics_correlation_with_the_initial_filters():
+    g = torch.Generator().manual_seed(1)
+    start = torch.randn(16, 1, 7, 7, generator=g)
+    same = filter_statistics(0.3 * start + 0.05, initial=start)  # only scaled and shifted: still the random start
+    assert math.isclose(same["initial_correlation"], 1.0, rel_tol=1e-9)
+    replaced = filter_statistics(torch.randn(16, 1, 7, 7, generator=g), initial=start)
+    assert abs(replaced["initial_correlation"]) < 0.1
+    half = filter_statistics(start + torch.randn(16, 1, 7, 7, generator=g), initial=start)  # equal parts
+    assert 0.6 < half["initial_correlation"] < 0.8
+    with pytest.raises(ValueError, match="initial must be the layer's weight before training"):
+        filter_statistics(start, initial=start[:8])
+
+
+def test_relu_inputs_are_what_the_relus_saw():
+    torch.manual_seed(0)
+    net = tiny_convnet((3, 4), 8)
+    x = torch.rand(5, 1, 28, 28)
+    seen = relu_inputs(net, x)
+    pre = net.features.conv1(x)
+    assert seen.numel() == 5 * (3 * 28 * 28 + 4 * 14 * 14 + 8)
+    assert torch.equal(seen[: pre.numel()], pre.detach().flatten())
+    assert not any(m._forward_hooks for m in net.modules())  # the hooks are gone
+    with pytest.raises(ValueError, match="no nn.ReLU"):
+        relu_inputs(tiny_convnet((3, 4), 8, activation="silu"), x)
+
+
 # ---------------------------------------------------------------- overfit check and degenerate loss
-
-class ShuffledLabels:
-    """A broken pipeline: every batch's labels permuted against its images (a fresh permutation each step)."""
-
-    def __init__(self, batches, seed=0):
-        self.batches, self.generator = batches, torch.Generator().manual_seed(seed)
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        for x, y in self.batches:
-            yield x, y[torch.randperm(len(y), generator=self.generator)]
-
 
 @pytest.fixture(scope="module")
 def digits100():

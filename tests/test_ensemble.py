@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lecture_utils.ensemble import ensemble_errors, ensemble_probabilities, evaluate_ensemble, predict_probabilities
+from lecture_utils.ensemble import (ensemble_errors, ensemble_probabilities, ensemble_vs_members, evaluate_ensemble,
+                                    predict_probabilities)
 from lecture_utils.models import cifar_resnet
 
 
@@ -116,3 +117,28 @@ def test_ensemble_errors_refuses_mismatches():
         ensemble_errors([p10], torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="at least 1 member"):
         ensemble_errors([], torch.zeros(4, dtype=torch.long))
+
+
+def one_hot(classes, n=3):
+    return torch.nn.functional.one_hot(torch.as_tensor(classes), n).float()
+
+
+def test_mean_member_and_the_member_picked_on_validation_images():
+    # 2 validation images, then 4 scored ones, all of class 0. Member 0 is right on both validation images but
+    # on only 1 scored image; member 1 is wrong on one validation image and right on every scored one.
+    labels = torch.zeros(6, dtype=torch.long)
+    a = one_hot([0, 0, 1, 1, 1, 0])
+    b = one_hot([0, 1, 0, 0, 0, 0])
+    on_all = ensemble_errors([a, b], labels)
+    assert on_all["mean_member_error"] == pytest.approx((3 / 6 + 1 / 6) / 2)
+    res = ensemble_vs_members([a, b], labels, n_validation=2)
+    assert res["n"] == 4 and res["member_errors"] == [3 / 4, 0.0]
+    assert res["picked_member"] == 0 and res["picked_member_error"] == 3 / 4  # picked on validation: the worse one
+    assert res["best_member"] == 1 and res["best_member_error"] == 0.0  # picked on the scored images: flattered
+    assert res["mean_member_error"] == pytest.approx(3 / 8)
+
+
+@pytest.mark.parametrize("n_validation", [0, 6, -1, 2.0, True, None])
+def test_the_validation_split_must_leave_images_on_both_sides(n_validation):
+    with pytest.raises(ValueError, match="n_validation must be an int from 1 to 5"):
+        ensemble_vs_members([torch.full((6, 3), 1 / 3)], torch.zeros(6, dtype=torch.long), n_validation)

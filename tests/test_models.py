@@ -17,6 +17,7 @@ from lecture_utils.models import (
     lenet,
 )
 from lecture_utils.models.googlenet import INCEPTION_CONFIG
+from lecture_utils.models.lenet import LeNet
 
 
 def conv_params(c_in, c_out, k, bias=True):
@@ -57,6 +58,24 @@ def test_lenet_batch_norm_and_dropout_variants():
     assert not {"BatchNorm2d", "Dropout"} & {type(m).__name__ for m in lenet().modules()}
     with pytest.raises(ValueError, match="dropout"):
         lenet(dropout=1.0)
+
+
+def test_lenet_without_pooling_has_the_same_weights_and_computes_strided_convolutions():
+    pooled, strided = lenet(), lenet(pooling=False)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in strided.modules())
+    assert [p.shape for p in pooled.parameters()] == [p.shape for p in strided.parameters()]
+    assert count_parameters(strided) == 184_586
+    # With the same weights, the stride-2 conv is the stride-1 conv's output at every other position.
+    strided.load_state_dict(pooled.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    full = torch.relu(pooled.features.conv1(x))
+    assert torch.allclose(torch.relu(strided.features.conv1(x)), full[:, :, ::2, ::2], atol=1e-6)
+    assert strided.features(x).shape == pooled.features(x).shape == (3, 64, 4, 4)
+    assert strided(x).shape == (3, 10)
+    with pytest.raises(TypeError, match="pooling"):
+        lenet(pooling="max")
+    with pytest.raises(ValueError, match="image_size"):
+        LeNet(image_size=12, pooling=False)
 
 
 # --- AlexNet -------------------------------------------------------------------------

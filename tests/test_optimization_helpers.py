@@ -1,4 +1,5 @@
-"""models.small, initialization and fit's penalty hook: the pieces notebook 06 trains and measures with."""
+"""models.small, initialization, fit's penalty hook and the shared plots: the pieces notebook 06 trains, measures
+and draws with."""
 
 import math
 
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from lecture_utils.data import DeviceBatches, load_dataset
-from lecture_utils.initialization import initialize, layer_statistics, saturated_fraction
+from lecture_utils.initialization import dead_fraction, initialize, layer_statistics, saturated_fraction
 from lecture_utils.models.small import PlainNet, mlp, plain_net, small_convnet
 from lecture_utils.train import fit
 
@@ -88,6 +89,30 @@ def test_saturated_fraction():
         saturated_fraction(a, "elu")
 
 
+def test_dead_fraction_counts_units_zero_for_every_input():
+    a = torch.tensor([[0.0, 1.0, 0.0, 0.0],
+                      [0.0, 0.0, 2.0, 0.0],
+                      [0.0, 3.0, 0.0, 0.0]])
+    assert dead_fraction(a) == 0.5  # units 0 and 3; units 1 and 2 are zero for some inputs only (sparse, alive)
+    maps = torch.zeros(2, 3, 4, 4)
+    maps[1, 1, 3, 3] = 0.5  # channel 1 fires at one position of one image: alive
+    maps[0, 2] = 1.0
+    assert dead_fraction(maps) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="inputs, units"):
+        dead_fraction(torch.zeros(5))
+
+
+def test_relu_dead_units_at_initialization_do_not_depend_on_the_scheme():
+    """Zero biases and ReLU(c x) = c ReLU(x): every scheme draws the same normal numbers at another scale, so the
+    same units are 0 under all four; the scheme changes the signal's size only (the std, 1e-20 apart)."""
+    x, y = torch.rand(256, 1, 28, 28), torch.randint(0, 10, (256,))
+    rows = {s: layer_statistics(initialize(plain_net(20, 128, "relu"), s, seed=0), x, y)
+            for s in ("small", "xavier", "kaiming")}
+    dead = {s: [r["dead"] for r in rs] for s, rs in rows.items()}
+    assert dead["small"] == dead["xavier"] == dead["kaiming"] and max(dead["kaiming"]) > 0
+    assert rows["small"][-1]["activation_std"] < 1e-15 < 1e-2 < rows["kaiming"][-1]["activation_std"]
+
+
 @pytest.fixture(scope="module")
 def digits():
     x, y = load_dataset("digits", verbose=False)
@@ -97,8 +122,8 @@ def digits():
 def run_fit(digits, **kwargs):
     torch.manual_seed(0)
     model = small_convnet(keep_hidden=True)
-    fit(model, DeviceBatches(*digits, 64, shuffle=True, seed=0), epochs=1, lr=0.05, device="cpu", progress=False,
-        verbose=False, **kwargs)
+    fit(model, DeviceBatches(*digits, 64, shuffle=True, seed=0), epochs=1, lr=0.05, device="cpu", verbose=False,
+        **kwargs)
     return model
 
 
@@ -114,3 +139,59 @@ def test_fit_penalty_hook(digits):
     assert (sparse.hidden == 0).float().mean() > (plain.hidden == 0).float().mean()  # the penalty sparsifies
     with pytest.raises(TypeError, match="penalty must be a function"):
         run_fit(digits, penalty=0.1)
+
+
+# ---------------------------------------------------------------- plots the notebooks draw runs with
+
+def test_band_draws_the_mean_and_shades_the_range():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lecture_utils.plots import band, integer_ticks
+
+    fig, ax = plt.subplots()
+    line = band(ax, [1, 2, 3], [[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]], "elastic", marker=".")
+    assert list(line.get_ydata()) == [2.0, 3.0, 4.0] and line.get_label() == "elastic (mean of 2)"
+    assert line.get_marker() == "."
+    shaded = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert shaded.min() == 1.0 and shaded.max() == 5.0  # from the lowest run to the highest
+    one = band(ax, range(3), [0.5, 0.6, 0.7], "one seed")
+    assert one.get_label() == "one seed" and len(ax.collections) == 1  # one run: a line, nothing shaded
+    with pytest.raises(ValueError, match=r"one value per x \(3 x values\)"):
+        band(ax, [1, 2, 3], [[1.0, 2.0]], "bad")
+    ax.set_xlim(0.7, 3.3)
+    integer_ticks(ax)
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 0.7 <= t <= 3.3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    with pytest.raises(ValueError, match="axis must be"):
+        integer_ticks(ax, "z")
+    plt.close(fig)
+
+
+def test_history_figure_has_labels_a_legend_and_whole_epochs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lecture_utils.plots import curves_figure, history_figure
+
+    runs = [[{"epoch": e, "val_error": 0.1 / e + 0.01 * s} for e in range(1, 4)] for s in range(3)]
+    fig = history_figure({"plain": runs, "bn": runs[0]})
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "test error (%)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain (mean of 3)", "bn"]
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    plt.close(fig)
+    fig = curves_figure({"rotation": ("degrees", [0, 10], {"a": [0.9, 0.8], "b": [[0.9, 0.7], [0.8, 0.6]]}),
+                         "shift": ("pixels", [0, 2], {"a": [0.9, 0.5], "b": [0.9, 0.4]}),
+                         "scale": ("factor", [1, 2], {"a": [0.9, 0.5], "b": [0.9, 0.4]})}, ncols=2)
+    used = fig.axes[:3]
+    assert [a.get_xlabel() for a in used] == ["degrees", "pixels", "factor"]
+    assert used[0].get_ylabel() and used[2].get_ylabel()  # the first panel of every row
+    assert used[0].get_legend() is not None
+    plt.close(fig)

@@ -1,11 +1,18 @@
-"""The CIFAR ResNets and plain nets of notebook 05: width, bad input, the shortcut, the profile table."""
+"""The ResNets of notebook 05: CIFAR nets and plain twins (width, bad input, the shortcut), the notebook's sizes,
+the ImageNet layouts (the paper's, torchvision's, option C)."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
+from lecture_utils.course.parameters import notebook_parameters
 from lecture_utils.inspect import count_parameters, layer_table
 from lecture_utils.models import cifar_resnet
-from lecture_utils.profiles import PROFILES, SETTINGS, settings
+from lecture_utils.models.resnet import imagenet_resnet
+from lecture_utils.profiles import PROFILES, settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def params_by_formula(depth, width, num_classes=10):
@@ -85,18 +92,43 @@ def test_shortcut_carries_the_input_when_the_residual_branch_is_zero():
     assert outs[False][2].abs().sum() == 0  # the plain net has nothing to carry the input
 
 
-def test_resnets_profile_table():
+def test_the_notebooks_sizes_are_valid_nets_and_the_paper_at_full():
+    sizes = notebook_parameters(ROOT / "notebooks" / "05_resnets.ipynb").sizes
     for profile in PROFILES:
-        table = SETTINGS["resnets"][profile]
+        table = {name.lower(): entry[profile] for name, entry in sizes.items()}
         for depth in (table["depth_shallow"], table["depth_deep"]):
             assert (depth - 2) % 6 == 0 and depth >= 8
         assert table["depth_shallow"] < table["depth_deep"]
-        assert table["n_monitor"] <= table["n_test"]
-    full = SETTINGS["resnets"]["full"]
+        assert table["n_monitor"] < table["n_test"]  # validation images first, then the scored test images
+        assert settings(profile, sizes, dataset="cifar10", datasets=("cifar10", "digits"), schedule=None)
+    full = {name.lower(): entry["full"] for name, entry in sizes.items()}
     assert (full["width"], full["depth_shallow"], full["depth_deep"], full["batch_size"]) == (16, 20, 56, 128)
-    cfg = settings("resnets", "default", dataset="cifar10", schedule=None, width=16)
-    assert cfg["width"] == 16 and cfg["schedule"] is None
-    with pytest.raises(ValueError, match="SCHEDULE"):
-        settings("resnets", "default", schedule="exponential")
-    with pytest.raises(ValueError, match="N_TRAIN"):
-        settings("resnets", "default", dataset="cifar10", n_train=50_001)
+
+
+def meta_table(depth, layout):
+    with torch.device("meta"):
+        return layer_table(imagenet_resnet(depth, layout), (3, 224, 224))
+
+
+def test_imagenet_resnets_in_the_papers_layout_and_torchvisions():
+    # torchvision's counts (DESIGN.md) and He et al. 2016 Table 1's FLOPs (multiply-adds, 10^9).
+    params = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
+    table1 = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}
+    for depth in params:
+        paper, tv = meta_table(depth, "paper"), meta_table(depth, "torchvision")
+        assert paper.total_params == tv.total_params == params[depth]
+        assert abs(paper.total_macs / 1e9 - table1[depth]) < 0.07  # the paper's layout gives Table 1's numbers
+        if depth >= 50:  # v1.5: the stride in the 3x3 conv of a downsampling bottleneck costs more
+            assert tv.total_macs > paper.total_macs + 0.2e9
+        else:
+            assert tv.total_macs == paper.total_macs
+
+
+def test_option_c_projects_every_shortcut_of_resnet34():
+    # Non-downsampling blocks: 3, 3, 5 and 2 at 64, 128, 256, 512 channels; each gets a 1x1 conv + BN.
+    extra = sum(k * (c * c + 2 * c) for k, c in ((3, 64), (3, 128), (5, 256), (2, 512)))
+    assert meta_table(34, "C").total_params - meta_table(34, "paper").total_params == extra == 919_168
+    with pytest.raises(ValueError, match="layout must be one of"):
+        imagenet_resnet(34, "B")
+    with pytest.raises(ValueError, match="depth must be one of 18, 34"):
+        imagenet_resnet(20)

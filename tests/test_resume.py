@@ -10,17 +10,19 @@ import torch
 from torch import nn
 
 from lecture_utils import checkpoint as ckpt_mod
-from lecture_utils.checkpoint import FORMAT, CheckpointError, save_atomic
+from lecture_utils.checkpoint import FORMAT, Checkpoint, CheckpointError, save_atomic
 from lecture_utils.data import DeviceBatches, load_dataset
 from lecture_utils.train import TrainingInterrupted, fit
 
 STEPS = 4  # steps per epoch: 128 images in batches of 32
 
 
-def net():
-    """A tiny net with dropout, so the global torch RNG matters too."""
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Dropout(0.2),
-                         nn.Linear(4 * 49, 10))
+def net(channels_last=False):
+    """A tiny net with dropout, so the global torch RNG matters too (in channels_last if asked)."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Dropout(0.2),
+                          nn.Linear(4 * 49, 10))
+    model.channels_last = channels_last
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +47,12 @@ class Planted:
         return (x + 0.05 * torch.rand(x.shape, generator=generator, device=x.device)).clamp_(0, 1)
 
 
-def train(digits, seed=0, epochs=3, augment=None, init_seed=None, **kwargs):
+def train(digits, seed=0, epochs=3, augment=None, init_seed=None, channels_last=False, **kwargs):
     x, y, xt, yt = digits
     torch.manual_seed(seed if init_seed is None else init_seed)
-    model = net()
+    model = net(channels_last)
     batches = DeviceBatches(x, y, 32, shuffle=True, seed=seed, augment=augment or Planted())
-    history = fit(model, batches, DeviceBatches(xt, yt, 64), epochs=epochs, lr=0.05, device="cpu", progress=False,
-                  verbose=False, **kwargs)
+    history = fit(model, batches, DeviceBatches(xt, yt, 64), epochs=epochs, lr=0.05, device="cpu", **kwargs)
     return model, history
 
 
@@ -65,16 +66,19 @@ def same_numbers(ha, hb):
     return [[h[k] for k in keys] for h in ha] == [[h[k] for k in keys] for h in hb]
 
 
-def test_interrupted_then_resumed_run_is_bitwise_the_uninterrupted_one(digits, tmp_path):
-    whole, whole_history = train(digits, checkpoint=tmp_path / "whole.pt")
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_interrupted_then_resumed_run_is_bitwise_the_uninterrupted_one(digits, tmp_path, channels_last):
+    whole, whole_history = train(digits, checkpoint=tmp_path / "whole.pt", channels_last=channels_last)
     path = tmp_path / "run.pt"
-    with pytest.raises(TrainingInterrupted) as info:
-        train(digits, checkpoint=path, augment=Planted(at=STEPS + 3))  # epoch 2, while making step 3
+    with pytest.raises(TrainingInterrupted) as info:  # epoch 2, while making step 3
+        train(digits, checkpoint=path, augment=Planted(at=STEPS + 3), channels_last=channels_last)
     err = info.value
     assert len(err.history) == 1 and err.history.interrupted and err.epoch == 2 and err.step == STEPS + 2
-    assert "epoch 2, step 2 of 4" in str(err) and "resume=True" in str(err) and "end of epoch 1" in str(err)
+    assert "epoch 2, step 2 of 4" in str(err) and "end of epoch 1" in str(err)
+    assert f"checkpoint=Checkpoint({str(path)!r}, resume=True)" in str(err)
     torch.manual_seed(12345)  # whatever happened since must not matter: every RNG comes from the checkpoint
-    resumed, history = train(digits, checkpoint=path, resume=True, init_seed=99)
+    resumed, history = train(digits, checkpoint=Checkpoint(path, resume=True), init_seed=99,
+                             channels_last=channels_last)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert same_numbers(history, whole_history) and len(history) == 3
@@ -91,12 +95,12 @@ def test_sigint_stops_at_the_end_of_the_step_and_keeps_the_weights(digits):
     stopped_early = net()
     with pytest.raises(TrainingInterrupted, match="step 3 of 4"):
         fit(stopped_early, DeviceBatches(x, y, 32, shuffle=True, seed=0, augment=Planted(at=4)), epochs=3, lr=0.05,
-            device="cpu", progress=False, verbose=False)
+            device="cpu")
     torch.manual_seed(0)
     by_signal = net()
     with pytest.raises(TrainingInterrupted):
         fit(by_signal, DeviceBatches(x, y, 32, shuffle=True, seed=0, augment=Planted(at=3, action="signal")),
-            epochs=3, lr=0.05, device="cpu", progress=False, verbose=False)
+            epochs=3, lr=0.05, device="cpu")
     for a, b in zip(stopped_early.parameters(), by_signal.parameters()):
         assert torch.equal(a, b)
 
@@ -121,17 +125,17 @@ def test_an_existing_checkpoint_is_never_overwritten_without_resume(digits, tmp_
     path = tmp_path / "run.pt"
     path.write_bytes(b"the user's file")
     before = snapshot(path)
-    with pytest.raises(FileExistsError, match="already exists: pass resume=True"):
+    with pytest.raises(FileExistsError, match=r"already exists: pass Checkpoint\('.*run.pt', resume=True\)"):
         train(digits, epochs=1, checkpoint=path)
     assert snapshot(path) == before
 
 
 def test_resume_refuses_a_checkpoint_of_a_different_run(digits, tmp_path):
     path = tmp_path / "run.pt"
-    train(digits, epochs=2, checkpoint=path, checkpoint_every=None)
+    train(digits, epochs=2, checkpoint=Checkpoint(path, every=None))
     before = snapshot(path)
     with pytest.raises(CheckpointError, match=r"different run \(epochs 2 there, 3 here\).*left as it is"):
-        train(digits, epochs=3, checkpoint=path, resume=True)
+        train(digits, epochs=3, checkpoint=Checkpoint(path, resume=True))
     assert snapshot(path) == before
 
 
@@ -141,7 +145,7 @@ def test_a_damaged_checkpoint_is_reported_and_left_alone(digits, tmp_path):
     path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a crash without the atomic write
     before = snapshot(path)
     with pytest.raises(CheckpointError, match=r"cannot be read as a checkpoint .*damaged.*left as it is"):
-        train(digits, epochs=1, checkpoint=path, resume=True)
+        train(digits, epochs=1, checkpoint=Checkpoint(path, resume=True))
     assert snapshot(path) == before
 
 
@@ -165,7 +169,7 @@ def test_loading_never_unpickles_arbitrary_objects(tmp_path):
 
 # Unpickling that is vetted: CIFAR-10's python batches are pickles (torchvision reads them so too); they
 # are unpickled only after each file's MD5 matched torchvision's, never a user's file as it comes.
-VETTED_UNPICKLING = {("data.py", "_decode_cifar"): "_verify("}
+VETTED_UNPICKLING = {("sources.py", "decode_cifar"): "_verify("}  # lecture_utils/data/sources.py
 
 
 def test_no_unsafe_loading_anywhere_in_the_package():
@@ -193,31 +197,54 @@ def test_no_unsafe_loading_anywhere_in_the_package():
 
 def test_resume_true_starts_fresh_without_a_file_and_a_finished_run_returns_at_once(digits, tmp_path, capsys):
     path = tmp_path / "sub" / "run.pt"  # the folder is made
-    _, history = train(digits, epochs=2, checkpoint=path, resume=True)
+    _, history = train(digits, epochs=2, checkpoint=Checkpoint(path, resume=True))
     assert "no checkpoint at" in capsys.readouterr().out and path.is_file()
-    model, again = train(digits, epochs=2, checkpoint=path, resume=True, init_seed=5)
+    model, again = train(digits, epochs=2, checkpoint=Checkpoint(path, resume=True), init_seed=5)
     assert "2 of 2 epochs done" in capsys.readouterr().out and same_numbers(again, history)
     with pytest.raises(FileNotFoundError, match="no checkpoint file there"):
-        train(digits, epochs=2, resume=tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match="resume=True needs checkpoint=PATH"):
-        train(digits, epochs=2, resume=True)
+        train(digits, epochs=2, checkpoint=Checkpoint(tmp_path / "new.pt", resume=tmp_path / "missing.pt"))
+    assert not (tmp_path / "new.pt").exists()
+
+
+def test_resume_from_another_file_saves_to_the_path(digits, tmp_path):
+    first = tmp_path / "first.pt"
+    whole, whole_history = train(digits, epochs=2, checkpoint=tmp_path / "whole.pt")
+    with pytest.raises(TrainingInterrupted):  # saved after epoch 1, stopped while making epoch 2's first step
+        train(digits, epochs=2, checkpoint=first, augment=Planted(at=STEPS + 1))
+    before = snapshot(first)
+    second = tmp_path / "second.pt"
+    resumed, history = train(digits, epochs=2, checkpoint=Checkpoint(second, resume=first), init_seed=7)
+    assert snapshot(first) == before and second.is_file() and same_numbers(history, whole_history)
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_options_are_checked_at_once():
+    with pytest.raises(ValueError, match="every must be a positive int"):
+        Checkpoint("run.pt", every=0)
+    with pytest.raises(ValueError, match="minutes must be a positive number"):
+        Checkpoint("run.pt", minutes=-1)
+    with pytest.raises(ValueError, match="resume must be False, True or a checkpoint path, got 1"):
+        Checkpoint("run.pt", resume=1)
+    with pytest.raises(TypeError, match="checkpoint path must be a str or a path, got int"):
+        Checkpoint(3)
+    assert repr(Checkpoint("run.pt", resume=True)) == "Checkpoint('run.pt', every=1, minutes=None, resume=True)"
 
 
 def test_checkpoint_every_and_minutes(digits, tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(ckpt_mod, "save_atomic", lambda state, path: saved.append(state["epoch"]))
-    train(digits, epochs=3, checkpoint=tmp_path / "a.pt", checkpoint_every=2)
+    train(digits, epochs=3, checkpoint=tmp_path / "a0.pt")
+    assert saved == [1, 2, 3]  # a path: every epoch
+    saved.clear()
+    train(digits, epochs=3, checkpoint=Checkpoint(tmp_path / "a.pt", every=2))
     assert saved == [2, 3]  # every 2nd epoch, and the last
     saved.clear()
-    train(digits, epochs=3, checkpoint=tmp_path / "b.pt", checkpoint_every=None, checkpoint_minutes=1e-9)
+    train(digits, epochs=3, checkpoint=Checkpoint(tmp_path / "b.pt", every=None, minutes=1e-9))
     assert saved == [1, 2, 3]
     saved.clear()
-    train(digits, epochs=3, checkpoint=tmp_path / "c.pt", checkpoint_every=None, checkpoint_minutes=60)
+    train(digits, epochs=3, checkpoint=Checkpoint(tmp_path / "c.pt", every=None, minutes=60))
     assert saved == [3]
-    with pytest.raises(ValueError, match="checkpoint_every must be a positive int"):
-        train(digits, epochs=1, checkpoint=tmp_path / "d.pt", checkpoint_every=0)
-    with pytest.raises(ValueError, match="checkpoint_minutes must be a positive number"):
-        train(digits, epochs=1, checkpoint=tmp_path / "d.pt", checkpoint_minutes=-1)
 
 
 def dead_pid():
@@ -258,7 +285,7 @@ def test_a_resume_removes_them_before_training(digits, tmp_path, capsys):
     kept = plant_temporaries(tmp_path)
     capsys.readouterr()
     before = snapshot(path)
-    train(digits, epochs=1, checkpoint=path, resume=True)  # the run is done: it returns at once, saving nothing
+    train(digits, epochs=1, checkpoint=Checkpoint(path, resume=True))  # the run is done: it returns at once
     assert snapshot(path) == before  # so the resume itself cleaned up
     assert "removed 2 partial checkpoint file(s)" in capsys.readouterr().out
     assert {p.name for p in tmp_path.iterdir()} == kept | {"run.pt"}

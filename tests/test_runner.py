@@ -12,19 +12,21 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from lecture_utils.record import read_records, record
 
 HERE = Path(__file__).parent
+PLANTED = HERE / "notebooks" / "replicate" / "planted_verdicts.ipynb"
 
 
 def write_no_kernelspec_notebook(path):
     """A notebook as nbformat, jupytext or a script writes it: no kernelspec, no language_info."""
     nb = new_notebook()
     nb.cells = [
-        new_markdown_cell("# No kernel metadata\nRecords what `load_data` records (digits ran, mnist was asked for) "
+        new_markdown_cell("# No kernel metadata\nAsks for mnist (its DATASET), records that digits ran, "
                           "and a rate with `percent=True`."),
         new_code_cell('import os\n\nPROFILE = os.environ.get("LECTURE_PROFILE", "default")\n'
+                      'DATASET = "mnist"  # what the run asks for\n'
                       'ERROR: float = 0.0392  # the error rate to record, a fraction',
                       metadata={"tags": ["parameters"]}),
         new_code_cell('import sys\n\nfrom lecture_utils.record import record\n\n'
-                      'record("dataset", "digits")\nrecord("dataset_requested", "mnist")\n'
+                      'record("dataset", "digits")\n'
                       'record("test_error", ERROR, percent=True)\nrecord("python", sys.executable)'),
     ]
     nb.metadata = {}
@@ -41,7 +43,7 @@ def batch_run(tmp_path_factory):
     write_no_kernelspec_notebook(extra / "b_plain.ipynb")
     proc = subprocess.run(
         [sys.executable, "-m", "lecture_utils", "run", str(HERE / "notebooks"), str(extra / "a_broken.ipynb"),
-         str(extra / "b_plain.ipynb"), "--profile", "smoke", "--out", str(out), "-p", "ERROR", "0.0125"],
+         str(extra / "b_plain.ipynb"), str(PLANTED), "--profile", "smoke", "--out", str(out), "-p", "ERROR", "0.0125"],
         capture_output=True, text=True, timeout=600,
     )
     return proc, out
@@ -65,8 +67,23 @@ def test_summary_has_status_seconds_and_recorded_metrics(batch_run):
     assert 0.0 <= metrics["test_error"] <= 1.0  # stored as a fraction, shown as a percentage
     assert summary["demo"]["recorded"]["test_error"] == f"{metrics['test_error'] * 100:.2f}%"
     assert metrics == read_records(out / "demo.ipynb")
-    assert (summary["demo"]["dataset"], summary["demo"]["fallback"]) == ("digits", False)  # recorded by load_data
+    assert (summary["demo"]["dataset"], summary["demo"]["fallback"]) == ("digits", False)  # recorded by the notebook
+    assert summary["demo"]["dataset_requested"] == "digits"  # its DATASET parameter
     assert "| demo | ok |" in (out / "summary.md").read_text() and "| demo | ok |" in proc.stdout
+
+
+def test_summary_json_holds_each_notebooks_verdicts(batch_run):
+    proc, out = batch_run
+    row = {r["notebook"]: r for r in json.loads((out / "summary.json").read_text())}["planted_verdicts"]
+    assert row["status"] == "ok", proc.stdout + proc.stderr
+    verdicts = row["verdicts"]
+    assert list(verdicts) == ["robust: plain vs planted", "pure noise: a vs b", "fragile: a vs b at the edge"]
+    robust = verdicts["robust: plain vs planted"]
+    assert robust["outcome"] == "plain better" and robust["claim"] is True and robust["high"] < 0 and robust["n"] == 5
+    assert verdicts["fragile: a vs b at the edge"]["outcome"] == "not established"  # at seeds 0-4
+    md = (out / "summary.md").read_text()  # the markdown keeps its columns
+    assert row["cpu"] and "| notebook | status | profile | data set | finished (UTC) | seconds | recorded |" in md
+    assert "plain better" not in md
 
 
 def test_a_notebook_without_kernel_metadata_runs_in_this_environment(batch_run):
@@ -130,13 +147,26 @@ def summary_of(out):
     return {r["notebook"]: r for r in json.loads((out / "summary.json").read_text())}
 
 
-def test_bad_parameter_stops_the_notebook_in_its_first_cells(tmp_path):
-    proc = run_cli(HERE / "notebooks" / "demo.ipynb", "--profile", "smoke", "--out", tmp_path, "-p", "EPOCHS", "-1")
-    assert proc.returncode == 1
-    demo = summary_of(tmp_path)["demo"]
-    assert demo["status"] == "failed" and (tmp_path / "demo.ipynb").is_file()
-    assert demo["error"] == ("cell 2 (In [3]): ValueError: parameter EPOCHS=-1 is out of range: "
-                             "allowed is an int > 0 (or None for the smoke profile's 1)")
+def test_a_bad_value_the_runner_cannot_judge_stops_the_notebook_in_its_first_cells(tmp_path):
+    """The runner checks -p against the parameters cell; what only the notebook's code knows (here its data sets,
+    not a literal) is checked by settings(...) in the notebook's first cells."""
+    nb = new_notebook()
+    nb.cells = [new_code_cell('import os\n\nPROFILE = os.environ.get("LECTURE_PROFILE", "default")\n'
+                              'SIZES = {"EPOCHS": {"smoke": 1, "default": 2, "full": 3}}  # epochs\n'
+                              'DATASET = "mnist"  # mnist or digits', metadata={"tags": ["parameters"]}),
+                new_code_cell('from lecture_utils.profiles import settings\n\nALLOWED = ("mnist", "digits")\n'
+                              'cfg = settings(PROFILE, SIZES, dataset=DATASET, datasets=ALLOWED)')]
+    nbformat.write(nb, str(tmp_path / "asks.ipynb"))
+    proc = run_cli(tmp_path / "asks.ipynb", "--profile", "smoke", "--out", tmp_path / "out", "-p", "DATASET", "svhn",
+                   "-p", "EPOCHS", "4")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = summary_of(tmp_path / "out")["asks"]
+    assert row["status"] == "failed" and row["dataset_requested"] == "svhn"
+    assert row["error"] == ("cell 1 (In [3]): ValueError: parameter DATASET='svhn' is not allowed here: "
+                            "allowed are 'mnist', 'digits'")
+    cells = json.loads((tmp_path / "out" / "asks.ipynb").read_text())["cells"]
+    injected = next(c for c in cells if "injected-parameters" in c["metadata"].get("tags", []))
+    assert "\"EPOCHS\": {\"smoke\": 4, \"default\": 4, \"full\": 4}" in "".join(injected["source"])
 
 
 def test_a_notebook_past_its_time_limit_is_stopped_marked_and_kept(tmp_path):

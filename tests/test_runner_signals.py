@@ -8,9 +8,11 @@ that the worker and the kernel inherit. Linux only (``/proc``).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,16 +45,16 @@ def processes_with(tag):
     return found
 
 
-def start_sleeping_run(tmp_path):
+def start_sleeping_run(tmp_path, *options, env=None):
     """The runner on the sleeper notebook (600 s), once its kernel runs: (process, tag, out, temp folder, kernel)."""
     tag, out, tmp = uuid.uuid4().hex, tmp_path / "runs", tmp_path / "tmp"
     tmp.mkdir()
     pid_file = tmp_path / "kernel.pid"
-    env = {**os.environ, TAG: tag, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, TAG: tag, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "lecture_utils", "run", str(SLEEPER), "--profile", "smoke",
-                             "--out", str(out), "-p", "SLEEP", "600", "-p", "PID_FILE", str(pid_file)],
+                             "--out", str(out), "-p", "SLEEP", "600", "-p", "PID_FILE", str(pid_file), *options],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + (240 if options else 120)  # a local Ray instance starts first
     while not (pid_file.is_file() and pid_file.read_text()):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -92,6 +94,37 @@ def test_sigterm_sighup_and_ctrl_c_stop_the_kernel_mark_it_interrupted_and_write
     note = "".join(kept["cells"][0]["source"])
     assert note.startswith(f"**Interrupted ({how})** after ") and " in cell 3: " in note  # as a timed-out copy
     assert "started" in json.dumps(kept["cells"][4]["outputs"])
+
+
+@needs_proc
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_on_ray_sigterm_and_sighup_exit_as_the_local_runner_does(tmp_path, sig):
+    """``run --ray``: SIGTERM exits 143 and SIGHUP 129 (schedulers such as SLURM read them), the summary names
+    the signal, the terminal gets a line, and nothing of the run (Ray's processes included) lives on."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[cluster]'")
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short: not under TMPDIR
+    try:
+        check_ray_run_stops(tmp_path, sig, ray_tmp)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def check_ray_run_stops(tmp_path, sig, ray_tmp):
+    proc, tag, out, tmp, kernel = start_sleeping_run(tmp_path, "--ray", env={"RAY_TMPDIR": ray_tmp})
+    started = time.monotonic()
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig, stdout + stderr
+    assert time.monotonic() - started < 60  # the task is cancelled and Ray stopped, not the notebook's 600 s
+    row = json.loads((out / "summary.json").read_text())[0]
+    assert row["status"] == "interrupted" and row["stopped_by"] == name and row["error"].startswith(name)
+    assert f"| sleeper | interrupted: {name}" in (out / "summary.md").read_text()
+    assert f"INTERRUPTED: sleeper: {name}" in stderr and f"{name}: cancelling 1 running notebook" in stdout
+    deadline = time.monotonic() + 30
+    while processes_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_with(tag) == [], "processes of the run (its kernel, Ray's) still alive 30 s after it ended"
 
 
 @needs_proc

@@ -3,6 +3,7 @@
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+import lecture_utils.search as search_module  # noqa: E402
 from lecture_utils.search import grid_shape, grid_values, search  # noqa: E402
 
 SPACE = {"lr": ("log", 1e-4, 1.0), "width": ("linear", 0.0, 1.0)}
@@ -134,6 +136,10 @@ def test_a_search_where_every_trial_fails():
     ({"k": ("int", 1.5, 3)}, "finite ints"),
     ({"a": ("choice", [])}, "at least one value"),
     ({"a": ("choice", [1, 1])}, "distinct"),
+    ({"a": ("choice", [1, True])}, "1 and True are 1 == True in Python"),  # Optuna would merge them
+    ({"a": ("choice", [0, False])}, "0 and False are 0 == False in Python"),
+    ({"a": ("choice", [1, 1.0])}, "1 and 1.0 are 1 == 1.0 in Python"),
+    ({"a": ("choice", ["x", float("nan")])}, "NaN"),
     ({"a": ("choice", [[1], 2])}, "None, bool, int, float or str"),
     ({"": ("linear", 0, 1)}, "non-empty strings"),
 ])
@@ -149,8 +155,10 @@ def test_malformed_space(space, words):
     (dict(n_trials=True), "n_trials must be an int >= 1"),
     (dict(strategy="hyperband"), "unknown strategy 'hyperband': choose one of grid, random, bayes"),
     (dict(seed=-1), "seed must be an int >= 0"),
+    (dict(seed=2**40), "seed must be an int >= 0 and < 2**32, got 1099511627776"),
     (dict(engine="spark"), "unknown engine 'spark'"),
-    (dict(engine="local", address="auto"), "engine 'local' takes no options, got address"),
+    (dict(engine="ray"), "pass engine=RayEngine(...) from lecture_utils.course.ray_search"),
+    (dict(engine=42), "unknown engine 42"),
     (dict(study_name=""), "study_name must be a non-empty string"),
 ])
 def test_bad_arguments(kwargs, words):
@@ -158,6 +166,23 @@ def test_bad_arguments(kwargs, words):
     with pytest.raises(ValueError) as err:
         search(lambda p: calls.append(p) or 0.0, SPACE, **{"n_trials": 2, **kwargs})
     assert words in str(err.value) and not calls
+
+
+def test_engine_options_belong_to_the_engine():
+    with pytest.raises(TypeError, match="got engine options address: give them to the engine, e.g. "
+                                        r"engine=RayEngine\(address='auto'\)"):
+        search(bowl, SPACE, "grid", n_trials=2, address="auto")
+
+
+def test_an_engine_is_a_callable_of_a_job():
+    seen = []
+
+    def engine(job):  # runs the trials in this process, as the default does, and says what it got
+        seen.append((job.strategy, job.n_trials, job.n_to_run))
+        job.run()
+
+    result = search(bowl, SPACE, "grid", n_trials=4, engine=engine)
+    assert seen == [("grid", 4, 4)] and len(result.trials) == 4 and not result.failed
 
 
 def test_objective_must_be_callable():
@@ -170,6 +195,66 @@ def test_storage_that_cannot_be_opened(url):
     with pytest.raises(ValueError, match="cannot be opened") as err:
         search(bowl, SPACE, "random", n_trials=2, storage=url)
     assert "sqlite:///runs/search.db" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_storage_of_the_wrong_type_is_a_clear_error():
+    with pytest.raises(TypeError) as err:
+        search(bowl, SPACE, "random", n_trials=2, storage=42)
+    assert str(err.value) == ("storage must be None, an RDB URL such as 'sqlite:///runs/search.db' or an optuna "
+                              "storage, got int 42")
+
+
+def test_an_sqlite_file_of_another_program_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "places.sqlite"
+    with sqlite3.connect(path) as db:  # what a browser or another tool keeps
+        db.execute("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)")
+        db.execute("INSERT INTO moz_places (url) VALUES ('https://example.org')")
+    before = path.read_bytes()
+    with pytest.raises(ValueError) as err:
+        search(bowl, SPACE, "random", n_trials=2, storage=f"sqlite:///{path}")
+    assert str(err.value).startswith(f"storage 'sqlite:///{path}' is the SQLite database of another program "
+                                     "(tables moz_places; no Optuna study)")
+    assert "give a new file name" in str(err.value) and len(str(err.value).splitlines()) == 1
+    assert path.read_bytes() == before  # no Optuna tables added to it
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("my notes, not a database\n" * 200)
+    with pytest.raises(ValueError, match=f"{path} is not an SQLite database") as err:
+        search(bowl, SPACE, "random", n_trials=2, storage=f"sqlite:///{path}")
+    assert len(str(err.value).splitlines()) == 1 and path.read_text().startswith("my notes")
+
+
+def test_a_database_locked_mid_search_is_one_line_and_the_search_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(search_module.studies, "LOCK_WAIT_SECONDS", 1)  # SQLite's wait for a lock: 5 s by default
+    path = tmp_path / "s.db"
+    url, held = f"sqlite:///{path}", []
+
+    def objective(p):
+        if not held and len(calls) == 2:  # another connection takes the write lock during the third trial
+            db = sqlite3.connect(path, isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            held.append(db)
+        calls.append(p)
+        return bowl(p)
+
+    calls = []
+    with pytest.raises(search_module.StorageError) as err:
+        search(objective, SPACE, "random", n_trials=6, seed=1, storage=url)
+    message = str(err.value)
+    assert message.startswith(f"storage '{url}': the database is locked: another program or connection held it")
+    assert "run the same search again" in message and len(message.splitlines()) == 1
+    assert "UnboundLocalError" not in message
+    with pytest.raises(ValueError) as err:  # still locked when the search starts again
+        search(objective, SPACE, "random", n_trials=6, seed=1, storage=url)
+    assert str(err.value).startswith(f"storage '{url}' cannot be opened: the database is locked by another program")
+    held[0].rollback()  # the other program lets go
+    held[0].close()
+    result = search(objective, SPACE, "random", n_trials=6, seed=1, storage=url)
+    assert len(result.trials) == 6 and not result.failed
+    assert result.retried == [2]  # the trial whose result could not be stored ran again
+    assert keys(result.trials) == keys(search(bowl, SPACE, "random", n_trials=6, seed=1).trials)
 
 
 def test_a_stored_study_of_another_search_is_refused(tmp_path):
@@ -199,6 +284,15 @@ def test_a_stored_study_runs_only_the_missing_trials(tmp_path):
     assert keys(more.trials) == keys(search(bowl, SPACE, "random", n_trials=7, seed=2).trials)
 
 
+def test_a_search_in_memory_says_a_rerun_starts_over():
+    def objective(p):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"0 of 3 trials finished; the study was in memory \(storage=None\), "
+                                                "so a rerun starts over: pass storage="):
+        search(objective, SPACE, "grid", n_trials=3)
+
+
 @pytest.mark.parametrize("strategy", ["grid", "bayes"])
 def test_interrupted_trial_runs_again_on_resume(tmp_path, strategy):
     url = f"sqlite:///{tmp_path}/s.db"
@@ -210,13 +304,15 @@ def test_interrupted_trial_runs_again_on_resume(tmp_path, strategy):
             raise KeyboardInterrupt
         return bowl(p)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as err:
         search(objective, SPACE, strategy, n_trials=6, seed=0, storage=url)
+    assert str(err.value).startswith(f"search stopped by KeyboardInterrupt: 3 of 6 trials finished and kept in "
+                                     f"'{url}'")
     result = search(bowl, SPACE, strategy, n_trials=6, seed=0, storage=url)
     assert len(result.trials) == 6 and not result.failed and result.retried == [3]
     assert len(set(keys(result.trials))) == 6
-    if strategy == "grid":  # GPSampler warm-starts its kernel fit from the last trial's: close, not bitwise
-        assert keys(result.trials) == keys(search(bowl, SPACE, strategy, n_trials=6, seed=0).trials)
+    # a fresh sampler per trial, seeded by the trial's place: the GP search too runs the same trials
+    assert keys(result.trials) == keys(search(bowl, SPACE, strategy, n_trials=6, seed=0).trials)
 
 
 KILLED = """
@@ -269,3 +365,51 @@ def test_a_killed_study_resumes_with_every_finished_trial_once(tmp_path, strateg
     assert running[0].params in [t.params for t in result.trials]
     # the same trials as a search that was never interrupted
     assert keys(result.trials) == keys(search(bowl, SPACE, strategy, n_trials=n, seed=1).trials)
+
+
+STOPPED = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from lecture_utils.search import search
+from test_search import SPACE, bowl
+calls = 0
+def objective(p):
+    global calls
+    calls += 1
+    if calls == 3:
+        open({marker!r}, "w").close()
+        time.sleep(60)
+    return bowl(p)
+search(objective, SPACE, "random", n_trials=8, seed=1, storage={url!r})
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_search_stopped_by_a_signal_says_so_and_resumes_whole(tmp_path, how):
+    how = getattr(signal, how)
+    url, marker = f"sqlite:///{tmp_path}/s.db", tmp_path / "in-third-trial"
+    code = STOPPED.format(tests=os.path.dirname(__file__), marker=str(marker), url=url)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    deadline = time.time() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the search did not reach its third trial"
+        time.sleep(0.05)
+    proc.send_signal(how)
+    out, err = proc.communicate(timeout=30)
+    line = f"search stopped by {how.name}: 2 of 8 trials finished and kept in '{url}'"
+    if how == signal.SIGINT:  # a KeyboardInterrupt: Python ends as Ctrl-C ends it, its last line says the rest
+        assert proc.returncode == -signal.SIGINT and line in err.strip().splitlines()[-1]
+    else:  # one line, no traceback, the exit status of the signal (as the runner's)
+        assert proc.returncode == 128 + how, err
+        assert err.strip().startswith(line) and len(err.strip().splitlines()) == 1
+    assert "run the same search again to resume" in err
+    stored = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
+    assert sorted(t.state.name for t in stored.trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+
+    result = search(bowl, SPACE, "random", n_trials=8, seed=1, storage=url)
+    assert len(result.trials) == 8 and not result.failed and result.retried == [2]
+    assert keys(result.trials) == keys(search(bowl, SPACE, "random", n_trials=8, seed=1).trials)

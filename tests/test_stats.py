@@ -1,5 +1,8 @@
 """lecture_utils.stats on constructed data: known differences found, stated error rates kept, bad input refused."""
 
+import math
+import re
+
 import numpy as np
 import pytest
 
@@ -153,8 +156,7 @@ def test_summarize():
 
 
 @pytest.mark.parametrize("a, b, message", [
-    ([1.0], [2.0], "at least 2 paired seeds"),
-    ([], [], "at least 2 paired seeds"),
+    ([], [], "no results; give one result per seed"),
     ([1.0, 2.0], [1.0, 2.0, 3.0], "has 2 results and 'b' has 3"),
     ([1.0, float("nan")], [1.0, 2.0], "NaN or infinite at positions [1]"),
     ([1.0, 2.0], [float("inf"), 2.0], "NaN or infinite at positions [0]"),
@@ -174,10 +176,24 @@ def test_bad_input_is_a_clear_error(a, b, message):
     (dict(names=("x", "x")), "two different condition names"),
     (dict(names="ab"), "two different condition names"),
     (dict(lower_is_better="yes"), "lower_is_better must be True"),
+    (dict(digits=-1), "digits must be None (automatic) or an int from 0 to 15"),
+    (dict(digits=2.5), "digits must be None (automatic) or an int from 0 to 15"),
+    (dict(digits=True), "digits must be None (automatic) or an int from 0 to 15"),
+    (dict(digits=99), "digits must be None (automatic) or an int from 0 to 15"),
 ])
 def test_bad_options_are_clear_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
         paired_comparison([1.0, 2.0], [1.5, 2.5], **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_digits_in_compare_and_summarize_are_one_line_errors():
+    r = {"a": [1.0, 2.0], "b": [1.5, 2.4]}
+    for call in (lambda: compare(r, digits=-1), lambda: summarize(r, digits=-1), lambda: summarize(r, digits=None)):
+        with pytest.raises(ValueError, match="digits must be") as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert "1.50" in str(compare(r, digits=2)) and "1.500" in str(summarize(r, digits=3))
 
 
 def test_bad_results_dicts():
@@ -199,3 +215,108 @@ def test_torch_tensors_are_accepted():
     torch = pytest.importorskip("torch")
     c = paired_comparison(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.5, 2.4, 3.6]))
     assert c.n == 3 and c.difference == pytest.approx(-0.5)
+
+
+# ---------------------------------------------------------------- one seed, scale, scipy
+
+def test_one_seed_per_condition_gives_the_values_without_an_interval():
+    c = paired_comparison([1.52], [1.38], names=("affine", "elastic"), lower_is_better=True, unit="%")
+    assert c.n == 1 and not c.established and c.better is None and not c.degenerate
+    assert c.low is None and c.high is None and c.difference == pytest.approx(0.14)
+    assert c.verdict.startswith("1 seed: no interval (affine 1.52% vs elastic 1.38%")
+    assert c.outcome == "1 seed" and c.interval_text == "no interval (1 seed)"
+    assert "1 seed, no interval" in str(c)
+    table = compare({"none": [3.9], "affine": [1.5], "elastic": [1.3]}, baseline="none", lower_is_better=True)
+    assert [row[-1].startswith("1 seed: no interval") for row in table.rows] == [True, True]
+    assert all(not t.established and t.low is None for t in table)
+    assert "1 seed: no interval" in str(table) and "1 seed: no interval" in table._repr_html_()
+
+
+def test_degenerate_is_decided_the_same_in_any_unit():
+    """Timings in seconds and the same timings in nanoseconds: the same verdict (the threshold was absolute)."""
+    a_s = np.array([1.0e-6, 1.2e-6, 1.1e-6, 1.3e-6])
+    d_s = np.array([1.0e-9, 1.1e-9, 1.2e-9, 1.05e-9])  # a small, steady, real difference with some spread
+    runs = {unit: paired_comparison(a_s * k, (a_s - d_s) * k, names=("old", "new"), lower_is_better=True, unit=unit)
+            for unit, k in (("s", 1.0), ("ns", 1e9))}
+    s, ns = runs["s"], runs["ns"]
+    assert not s.degenerate and not ns.degenerate
+    assert s.established and ns.established and s.better == ns.better == "new" and s.outcome == ns.outcome
+    assert (ns.low, ns.high) == pytest.approx((s.low * 1e9, s.high * 1e9), rel=1e-6)
+    assert float(s.verdict.split(" by ")[1].split()[0]) > 0  # the text shows the difference, not 0.000000
+    # a difference that is the same in every pair up to float rounding is degenerate in both units
+    for k in (1.0, 1e9, 1e-9):
+        base = np.array([14.0, 14.8, 13.1]) * k
+        c = paired_comparison(base, base - 1.5 * k, names=("x", "y"))
+        assert c.degenerate and not c.established, k
+
+
+def test_interval_matches_scipy_ttest_rel():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(11)
+    for n in (2, 3, 5, 8):
+        a, b = rng.normal(2, 1, n), rng.normal(2.3, 1, n)
+        for confidence in (0.9, 0.95, 0.99):
+            c = paired_comparison(a, b, confidence=confidence)
+            ci = scipy_stats.ttest_rel(a, b).confidence_interval(confidence)
+            assert (c.low, c.high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+            assert c.established == (scipy_stats.ttest_rel(a, b).pvalue < 1 - confidence)
+
+
+def test_outcome_words():
+    err = paired_comparison([2.0, 2.2, 2.1], [1.0, 1.1, 1.05], names=("plain", "bn"), lower_is_better=True)
+    assert err.outcome == "bn better"
+    acc = paired_comparison([2.0, 2.2, 2.1], [1.0, 1.1, 1.05], names=("plain", "bn"))
+    assert acc.outcome == "plain higher"
+    assert paired_comparison([1.0, 2.0], [1.1, 1.8]).outcome == "not established"
+    assert paired_comparison([1.0, 2.0], [0.0, 1.0]).outcome == "not established"  # degenerate
+
+
+# ---------------------------------------------------------------- conclusions that follow the numbers
+
+SENTENCES = dict(if_a_better="{a} wins by {by} ({ci}).", if_b_better="{b} wins by {by} ({ci}).",
+                 otherwise="No winner between {a} and {b}: {verdict}")
+
+
+def test_conclusion_flips_with_the_numbers():
+    a_wins = paired_comparison([1.0, 1.1, 1.05], [2.0, 2.2, 2.1], names=("elastic", "affine"), lower_is_better=True,
+                               unit="%")
+    assert a_wins.conclusion(**SENTENCES) == "elastic wins by 1.05 points (95% CI 0.93 to 1.17)."
+    b_wins = paired_comparison([2.0, 2.2, 2.1], [1.0, 1.1, 1.05], names=("affine", "elastic"), lower_is_better=True,
+                               unit="%")
+    assert b_wins.conclusion(**SENTENCES).startswith("elastic wins by 1.05 points (95% CI ")
+    higher = paired_comparison([2.0, 2.2, 2.1], [1.0, 1.1, 1.05], names=("x", "y"), lower_is_better=False)
+    assert higher.conclusion(**SENTENCES).startswith("x wins by")
+    unknown = paired_comparison([2.0, 2.2, 2.1], [1.0, 1.1, 1.05], names=("x", "y"))
+    assert unknown.conclusion(**SENTENCES).startswith("x wins by")  # direction unknown: "better" = higher
+    tie = paired_comparison([1.0, 2.0], [1.1, 1.8], names=("x", "y"))
+    assert tie.conclusion(**SENTENCES) == "No winner between x and y: " + tie.verdict
+    one = paired_comparison([1.0], [2.0], names=("x", "y"), lower_is_better=True)
+    assert one.conclusion(**SENTENCES).startswith("No winner between x and y: 1 seed: no interval")
+    assert one.conclusion("", "", "{better} by {by}, {ci}") == "x by 1.0, no interval (1 seed)"
+
+
+def test_conclusion_with_an_unknown_field_is_a_one_line_error():
+    c = paired_comparison([1.0, 1.1, 1.05], [2.0, 2.2, 2.1], names=("x", "y"), lower_is_better=True)
+    with pytest.raises(ValueError, match=r"cannot fill it in .*the fields are \{a\}, \{b\}") as err:
+        c.conclusion(if_a_better="{winner} wins", if_b_better="", otherwise="")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="if_b_better must be a sentence"):
+        c.conclusion("x", None, "z")
+
+
+def test_seeds_needed_is_the_paired_t_tests_power_calculation():
+    from lecture_utils.stats import seeds_needed, t_interval
+
+    # Textbook values of the one-sample (paired) t test at 5%, power 80%: effect size 1 -> 10, 0.5 -> 34.
+    assert seeds_needed(1.0, 1.0) == 10
+    assert seeds_needed(0.2, 0.1) == 34
+    assert seeds_needed(0.2, 0.0) == math.inf and seeds_needed(0.0, 0.3) == 2
+    assert seeds_needed(1.0, 0.01, most=50) == math.inf
+    # Simulated: with that many seeds, about 80% of the intervals exclude 0; with 4 fewer, clearly less.
+    rng = np.random.default_rng(0)
+    for n, low, high in ((10, 0.76, 0.84), (6, 0.35, 0.6)):
+        _, lo, hi = t_interval(rng.normal(1.0, 1.0, size=(20_000, n)))
+        assert low < ((lo > 0) | (hi < 0)).mean() < high
+    for bad in (dict(sd=-1, gap=1), dict(sd=1, gap=float("nan")), dict(sd=1, gap=1, power=1.0)):
+        with pytest.raises(ValueError):
+            seeds_needed(**bad)

@@ -20,13 +20,21 @@ def _check_images(images, min_size=1, finite=False):
         raise ValueError(f"images must be uint8 or floating point, got dtype {images.dtype}")
     # A NaN mixes into its neighbours (warps, smoothing) or the whole image (means):
     # reject it where that happens.
-    if finite and images.is_floating_point() and not _all_finite(images):
+    if finite and images.is_floating_point() and not _finite_if_on_cpu(images):
         raise ValueError("images must be finite, got NaN or infinite values")
 
 
-def _all_finite(x):
-    """Whether a float tensor has no NaN/inf. The sum is a cheap first test (a NaN or inf
-    anywhere makes it non-finite); it can also overflow, so confirm element-wise."""
+def _finite_if_on_cpu(x):
+    """Whether a float tensor on the CPU has no NaN/inf; True, unchecked, for a tensor on a GPU.
+
+    On a GPU, reading the answer would make the host wait for the device at every batch. There
+    ``fit`` checks each step's images on the device and reads that flag with its loss check, so
+    NaN images still stop training with an error that names them. On the CPU the sum is a cheap
+    first test (a NaN or inf anywhere makes it non-finite); it can also overflow, so confirm
+    element-wise.
+    """
+    if x.device.type != "cpu":
+        return True
     return math.isfinite(x.sum().item()) or bool(torch.isfinite(x).all())
 
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ._checks import _all_finite, _check_generator, _check_images, _check_int, _check_real, _restore, _work_dtype
+from ._checks import _check_generator, _check_images, _check_int, _check_real, _finite_if_on_cpu, _restore, _work_dtype
 from ._sampling import _base_grid, _constant, _padded, _sample, _scratch
 from .gaussian import gaussian_matrix
 
@@ -56,25 +56,47 @@ def _field_from_smoothed(smoothed):
     return field
 
 
-def random_displacement_field(n, height, width, alpha, sigma, generator=None, device=None):
+def _normalize(smoothed, alpha):
+    """Fields in ``_smoothed_noise``'s (H, n, 2, W) layout rescaled in place to an RMS of ``alpha`` pixels each.
+
+    The RMS of image i's field is sqrt(mean over its pixels and both axes of d^2): the displacement along
+    one axis, typically. Simard et al.'s normalization (to a norm of 1) before the scaling by alpha.
+    """
+    rms = smoothed.pow(2).mean(dim=(0, 2, 3), keepdim=True).sqrt_()  # (1, n, 1, 1)
+    return smoothed.mul_(alpha / rms.clamp_min_(1e-12))
+
+
+def random_displacement_field(n, height, width, alpha, sigma, generator=None, device=None, normalize=False):
     """Simard's random displacement fields: (n, 2, H, W) float32 in pixels, (dy, dx) order.
 
     For each image and axis independently: uniform(-1, 1) noise at every pixel,
     smoothed by a Gaussian of std ``sigma`` pixels (``gaussian_smooth``), times
-    ``alpha`` pixels. Small sigma gives nearly random (jagged) fields, large
-    sigma nearly a translation; Simard used sigma = 4, alpha = 34 on MNIST. In
-    the image interior each component has std alpha * sum(g^2) / sqrt(3), where g
-    is the 1-D kernel (about alpha / (2 sigma sqrt(3 pi)) for sigma >~ 1).
+    ``alpha`` pixels. Simard used sigma = 4, alpha = 34 on MNIST. In the image
+    interior each component has std alpha * sum(g^2) / sqrt(3), where g is the
+    1-D kernel (about alpha / (2 sigma sqrt(3 pi)) for sigma >~ 1): the larger
+    sigma, the smaller the field at a given alpha.
+
+    ``normalize=True``: each smoothed field is first divided by its own RMS (over
+    its pixels and both axes), then scaled by ``alpha``, so every field has an RMS
+    displacement of exactly ``alpha`` pixels whatever sigma is. Simard et al.
+    describe sigma for fields normalized this way: small sigma gives a nearly
+    random (jagged) field, intermediate sigma an elastic one, large sigma nearly
+    a translation in a random direction.
     """
     n = _check_int("n", n, low=1)
     height = _check_int("height", height, low=1)
     width = _check_int("width", width, low=1)
     alpha = _check_real("alpha", alpha, low=0.0)
     sigma = _check_real("sigma", sigma, low=0.0, low_open=True)
+    if not isinstance(normalize, bool):
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     _check_generator(generator, device)
-    return _field_from_smoothed(_smoothed_noise(n, height, width, alpha, sigma, generator, device))
+    smoothed = _smoothed_noise(n, height, width, 1.0 if normalize else alpha, sigma, generator, device)
+    if normalize:
+        _normalize(smoothed, alpha)
+    return _field_from_smoothed(smoothed)
 
 
 def warp(images, field):
@@ -91,7 +113,7 @@ def warp(images, field):
     if not isinstance(field, torch.Tensor) or tuple(field.shape) != (n, 2, height, width):
         got = tuple(field.shape) if isinstance(field, torch.Tensor) else type(field).__name__
         raise ValueError(f"field must be a tensor of shape (N, 2, H, W) = {(n, 2, height, width)}, got {got}")
-    if not field.is_floating_point() or not _all_finite(field):
+    if not field.is_floating_point() or not _finite_if_on_cpu(field):
         raise ValueError("field must be a finite floating point tensor")
     return _warp(images, field)
 
@@ -127,19 +149,25 @@ def _warp_smoothed(images, smoothed):
     return _restore(_sample(images, grid), images.dtype)
 
 
-def elastic_distort(images, alpha, sigma, generator=None, return_field=False):
+def elastic_distort(images, alpha, sigma, generator=None, return_field=False, normalize=False):
     """Simard et al.'s elastic distortion, a new random field for every image in the batch.
 
     ``alpha`` (pixels) scales the field, ``sigma`` (pixels) smooths it (Simard:
     alpha = 34, sigma = 4 for MNIST). All channels of an image share its field.
+    ``normalize=True``: each field is normalized to an RMS of 1 pixel before the
+    scaling, so ``alpha`` is its RMS displacement (see ``random_displacement_field``).
     With ``return_field=True`` returns ``(distorted, field)``, ``field`` being
     (N, 2, H, W) float32 displacements in pixels, (dy, dx) order, as ``warp`` takes them.
     """
     _check_images(images, min_size=2, finite=True)
     alpha = _check_real("alpha", alpha, low=0.0)
     sigma = _check_real("sigma", sigma, low=0.0, low_open=True)
+    if not isinstance(normalize, bool):
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
     _check_generator(generator, images.device)
     n, _, height, width = images.shape
-    smoothed = _smoothed_noise(n, height, width, alpha, sigma, generator, images.device)
+    smoothed = _smoothed_noise(n, height, width, 1.0 if normalize else alpha, sigma, generator, images.device)
+    if normalize:
+        _normalize(smoothed, alpha)
     out = _warp_smoothed(images, smoothed)
     return (out, _field_from_smoothed(smoothed)) if return_field else out

@@ -1,6 +1,6 @@
 """Clean committed notebooks: keep the outputs a reader wants on GitHub, drop the noise.
 
-``python -m lecture_utils.course.nbclean [NOTEBOOK ...]`` cleans in place (default:
+``python -m lecture_utils clean [NOTEBOOK ...]`` cleans in place (default:
 every notebook in ``notebooks/``); ``--check`` changes nothing and exits 1 if
 a notebook is not clean. Executed copies from ``python -m lecture_utils run``
 (papermill) come out of it as a reader should see them:
@@ -340,7 +340,7 @@ def structure_problems(nb, name, repo_url):
     else:
         lines = [ln.strip() for ln in _source(params[0]).splitlines()]
         lines = [ln for ln in lines if ln and not ln.startswith("#") and ln != "import os"]
-        if not lines or lines[0] != PROFILE_LINE:
+        if not lines or lines[0].split("  #")[0].rstrip() != PROFILE_LINE:  # a trailing comment may say what each profile is
             found.append(f"the parameters cell's first line (after 'import os') must be {PROFILE_LINE!r}")
     return found
 
@@ -359,14 +359,14 @@ def problems(path, repo_url=None):
         found.append(f"not a valid notebook: {err.message}")
     found += structure_problems(nb, path.name, repo_url) + noise_problems(nb) + execution_problems(nb)
     if needs_cleaning(path, repo_url):
-        found.insert(0, "not in the cleaner's form (run: python -m lecture_utils.course.nbclean)")
+        found.insert(0, "not in the cleaner's form (run: python -m lecture_utils clean)")
     return found
 
 
 # ---------------------------------------------------------------- command line
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lecture_utils.course.nbclean", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lecture_utils clean", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks or folders (default: every notebook in notebooks/)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is not clean")
     args = parser.parse_args(argv)

@@ -7,6 +7,12 @@ Ctrl-C, SIGTERM (a CI cancel, ``timeout``) and SIGHUP (a closed terminal)
 stop the running notebook, mark it interrupted and write the summary; worker
 and kernel never outlive the runner, even one killed with SIGKILL.
 
+Before the first notebook starts, every ``-p NAME VALUE`` is checked against
+the notebooks' parameters cells (``parameters.py``: a SIZES entry is set at
+every profile). A ``Result`` names the data set the notebook recorded
+(``record("dataset", ...)``) beside the one its DATASET asked for, and holds its
+recorded numbers and verdicts.
+
 ``run_notebook`` runs one notebook and returns its ``Result``: the unit a
 distributed runner calls.
 """
@@ -16,23 +22,23 @@ import datetime
 import difflib
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lecture_utils.profiles import ENV_VAR as PROFILE_ENV
-from lecture_utils.profiles import TIME_LIMITS, get_profile
-from lecture_utils.record import format_value, read_record_items
-from lecture_utils.course.summary import summary_markdown, write_summary
+from lecture_utils.course.parameters import (NotebookParameters, check_overrides, notebook_parameters,
+                                             requested_dataset)
+from lecture_utils.course.summary import read_verdicts, summary_markdown, write_summary
 from lecture_utils.course.worker import executed_cells, user_cell_index
-
-PROGRESS_ENV = "LECTURE_PROGRESS"  # train.PROGRESS_ENV; not imported from there, to keep torch out of the worker
+from lecture_utils.profiles import ENV_VAR as PROFILE_ENV
+from lecture_utils.profiles import PROGRESS_ENV, TIME_LIMITS, get_profile
+from lecture_utils.record import format_value, read_record_items
 
 STATUSES = ("ok", "failed", "timed out", "interrupted")
 GRACE_SECONDS = 5  # after SIGTERM, before SIGKILL
@@ -55,10 +61,12 @@ class Result:
     recorded: dict = field(default_factory=dict)  # the same as the notebook shows them ("3.92%")
     profile: str = ""
     date: str = ""  # when it finished, UTC, ISO 8601
-    dataset: str = ""  # the data set that ran (recorded by load_data), "" if none was recorded
-    dataset_requested: str = ""
+    dataset: str = ""  # the data set that ran (the notebook's record("dataset", ...)), "" if none was recorded
+    dataset_requested: str = ""  # its DATASET parameter (as injected, else the parameters cell's)
     fallback: bool = False  # the data set that ran is not the one requested
     stopped_by: str = ""  # the signal that interrupted it (SIGINT for Ctrl-C, SIGTERM, SIGHUP)
+    verdicts: dict = field(default_factory=dict)  # name -> the verdict record_verdict stored (see summary.py)
+    cpu: str = ""  # the CPU model of the machine it ran on
 
     def as_row(self):
         return asdict(self)
@@ -98,19 +106,30 @@ def _stop_signals_interrupt():
             signal.signal(s, h)
 
 
-def _nearest(name, candidates, n=3):
-    return difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
+def _suggestions(name, candidates):
+    """The candidates a mistyped ``name`` probably meant: those it begins (``02_elastic`` -> ``02_elastic_...``),
+    else those with its number (``02_``), else the one closest in spelling (difflib, a strict cutoff)."""
+    stem = name.removesuffix(".ipynb")
+    begun = [c for c in candidates if c.startswith(stem) or stem.startswith(c.removesuffix(".ipynb"))]
+    if begun:
+        return begun[:3]
+    number = stem.split("_")[0]
+    if number.isdigit():
+        numbered = [c for c in candidates if c.split("_")[0] == number]
+        if numbered:
+            return numbered[:3]
+    return difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
 
 
 def _missing_path_message(p, default_dir):
-    """``p`` does not exist: say so and name the nearest notebooks (or folders) beside it or in ``default_dir``."""
+    """``p`` does not exist: say so and name the notebooks (or folders) beside it or in ``default_dir`` it may mean."""
     folders = [f for f in (p.parent, Path(default_dir)) if f.is_dir()]
     candidates = {}
     for folder in folders:
         for q in sorted(folder.iterdir()):
             if not q.name.startswith(".") and (q.suffix == ".ipynb" or q.is_dir()):
                 candidates.setdefault(q.name, q)
-    close = _nearest(p.name, list(candidates))
+    close = _suggestions(p.name, list(candidates))
     message = f"{p} does not exist"
     if close:
         message += "; did you mean " + " or ".join(str(candidates[c]) for c in close) + "?"
@@ -135,50 +154,21 @@ def find_notebooks(paths, default_dir):
     return found
 
 
-def notebook_parameters(path):
-    """The parameters of a notebook's ``parameters`` cell, in order: papermill's ``Parameter``s (name, type, default,
-    help).
+def check_parameters(notebooks, parameters, profile="default"):
+    """``({notebook: what papermill injects}, {notebook: why it cannot be read})``, before anything runs.
 
-    Read as Python whatever the notebook's kernel metadata says (or lacks);
-    a file that is not a notebook raises ValueError.
+    Each notebook gets the ``-p`` names its parameters cell has, checked
+    (``parameters.check_overrides``); a name no notebook has, a bad value or
+    ``-p PROFILE`` is a ValueError.
     """
-    import nbformat
-    from papermill.translators import PythonTranslator
-
-    try:
-        with warnings.catch_warnings():  # cells without ids (older nbformat) are fine here
-            warnings.simplefilter("ignore")
-            nb = nbformat.read(str(path), as_version=4)
-    except Exception as err:  # nbformat raises several kinds for a broken file
-        raise ValueError(f"{path} is not a readable notebook: {type(err).__name__}: {err}") from None
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    return PythonTranslator.inspect(cells[0]) if cells else []
-
-
-def check_parameters(notebooks, parameters):
-    """``({notebook: its -p values}, {notebook: why it cannot be read})``, before anything runs.
-
-    Each notebook gets the ``-p`` names its parameters cell has. A name no
-    notebook has (a typo) is a ValueError suggesting the nearest and listing
-    the known ones; ``PROFILE`` is set with ``--profile``, not ``-p``.
-    """
-    if "PROFILE" in parameters:
-        raise ValueError("set the profile with --profile, not -p PROFILE")
-    known, unreadable = {}, {}
+    read, unreadable = {}, {}
     for nb in notebooks:
         try:
-            known[nb] = {p.name for p in notebook_parameters(nb)}
+            read[nb] = notebook_parameters(nb)
         except ValueError as err:
             unreadable[nb] = str(err)
-            known[nb] = set()
-    everything = set().union(*known.values()) - {"PROFILE"}
-    unknown = sorted(set(parameters) - everything)
-    if unknown:
-        hints = [f"{u} (did you mean {_nearest(u, everything, 1)[0]}?)" if _nearest(u, everything, 1) else u
-                 for u in unknown]
-        raise ValueError(f"unknown parameter {', '.join(hints)}: the notebooks' parameters are "
-                         f"{', '.join(sorted(everything)) or 'none'}")
-    return {nb: {k: v for k, v in parameters.items() if k in known[nb]} for nb in notebooks}, unreadable
+            read[nb] = NotebookParameters(nb)
+    return check_overrides(read, parameters or {}, profile), unreadable
 
 
 def check_out_dir(out_dir):
@@ -207,6 +197,7 @@ def run_notebook(path, profile, out_dir, parameters=None, timeout=None):
     at its top. The temporary folder is removed in every case (by the worker if this process dies).
     """
     path = Path(path).resolve()
+    requested = requested_dataset(path, parameters or {})
     out = Path(out_dir).resolve() / path.name
     if out == path:
         raise ValueError(f"the executed copy of {path} would overwrite it: choose another --out folder")
@@ -239,21 +230,35 @@ def run_notebook(path, profile, out_dir, parameters=None, timeout=None):
                                   "was stopped while this notebook ran")
             status, error = "interrupted", f"{how} {where}"
         seconds = time.perf_counter() - start
-    return _result(path.stem, status, seconds, out, error, profile, stopped_by, since=started_at)
+    return _result(path.stem, status, seconds, out, error, profile, stopped_by, since=started_at, requested=requested)
 
 
-def _result(name, status, seconds, out, error, profile, stopped_by="", since=None):
+def _result(name, status, seconds, out, error, profile, stopped_by="", since=None, requested=""):
     """The ``Result``, with what the executed copy ``out`` recorded if it was written ``since`` (a time.time()).
 
     A copy left by an earlier run (this run failed before writing one) is not read; ``since=None``: nothing is read.
+    ``requested``: the data set the run asked for (else a recorded ``dataset_requested``, as older notebooks have).
     """
-    items = _records(out) if since is not None and _mtime(out) >= since - 1 else {}
+    fresh = since is not None and _mtime(out) >= since - 1
+    items = _records(out) if fresh else {}
     metrics = {k: v["value"] for k, v in items.items()}
     recorded = {k: format_value(v["value"], v["percent"]) for k, v in items.items()}
-    used, requested = str(metrics.get("dataset", "")), str(metrics.get("dataset_requested", ""))
+    used, requested = str(metrics.get("dataset", "")), requested or str(metrics.get("dataset_requested", ""))
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Result(name, status, round(seconds, 1), str(out), error, metrics, recorded, profile, date, used, requested,
-                  is_fallback(used, requested), stopped_by)
+                  is_fallback(used, requested), stopped_by, _verdicts(out) if fresh else {}, cpu_model())
+
+
+def cpu_model():
+    """This machine's CPU as /proc/cpuinfo names it (``AMD EPYC 7B13``), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def is_fallback(used, requested):
@@ -329,6 +334,14 @@ def _records(out):
         return {}
 
 
+def _verdicts(out):
+    """The verdicts the executed copy recorded (``record_verdict``); none if it is missing or half-written."""
+    try:
+        return read_verdicts(out) if out.is_file() else {}
+    except ValueError:
+        return {}
+
+
 def _report(result):
     """The terminal line after a notebook: status, time, the data set that ran, and a fallback in capitals."""
     line = f"  {result.status} in {result.seconds:.1f}s"
@@ -342,11 +355,12 @@ def _report(result):
 def prepare_run(paths, profile, out_dir, parameters, default_dir, timeout):
     """Everything a batch run checks before the first notebook starts (local and on Ray alike).
 
-    Returns ``(profile, notebooks, {notebook: its -p values}, {notebook: why unreadable}, timeout, out_dir)``.
+    Returns ``(profile, notebooks, {notebook: what papermill injects}, {notebook: why unreadable}, timeout,
+    out_dir)``.
     """
     profile = get_profile(profile)
     notebooks = find_notebooks(paths, default_dir)
-    given, unreadable = check_parameters(notebooks, parameters or {})
+    given, unreadable = check_parameters(notebooks, parameters or {}, profile)
     if timeout is None:
         timeout = TIME_LIMITS[profile]
     if not isinstance(timeout, (int, float)) or timeout < 0:

@@ -1,8 +1,10 @@
 """The summary of an ``--out`` folder: one row per notebook (its latest run), as ``summary.json`` and ``summary.md``.
 
-A row names the data set the notebook actually ran on (the ``dataset`` and
-``dataset_requested`` that ``load_data`` records) and flags a fallback; recorded
-rates read as the notebooks show them (``record(..., percent=True)``: ``3.92%``).
+A row names the data set the notebook actually ran on (what it recorded as
+``dataset``) beside the one its ``DATASET`` parameter asked for, and flags a
+fallback; recorded rates read as the notebooks show them (``record(...,
+percent=True)``: ``3.92%``). ``summary.json`` also holds each notebook's
+verdicts (``record_verdict``), by name, as the notebook stored them.
 """
 
 import json
@@ -12,7 +14,31 @@ from pathlib import Path
 from lecture_utils.record import format_value
 
 JSON_NAME, MARKDOWN_NAME = "summary.json", "summary.md"
-DATA_KEYS = ("dataset", "dataset_requested")  # recorded by load_data; shown in their own column
+DATA_KEYS = ("dataset", "dataset_requested")  # shown in their own column
+VERDICT_MIME = "application/vnd.lecture-utils.verdict+json"  # record.record_verdict's output type
+
+
+def read_verdicts(notebook):
+    """``{name: verdict}`` that an executed notebook (a path or a parsed nbformat dict) recorded; the last of a
+    name wins. ``record.read_verdicts`` when the library has it, else the same reading of the outputs."""
+    try:
+        from lecture_utils.record import read_verdicts as read
+    except ImportError:
+        read = None
+    if read is not None:
+        return dict(read(notebook))
+    if not isinstance(notebook, dict):
+        try:
+            notebook = json.loads(Path(notebook).read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise ValueError(f"{notebook} is not a readable notebook (JSON): {err}") from None
+    found = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            item = output.get("data", {}).get(VERDICT_MIME)
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                found[item["name"]] = item
+    return found
 
 
 def data_set_text(row):
@@ -92,3 +118,25 @@ def write_summary(out_dir, results):
     title = f"Executed notebooks in `{out_dir}`: one row per notebook, its latest run."
     _write_atomically(out_dir / MARKDOWN_NAME, summary_markdown(rows, title))
     return rows
+
+
+def update_times(path, results):
+    """Write each ok run's seconds into the JSON file ``path``: ``{notebook: {profile: {...}}}``, others kept.
+
+    What the notebooks' opening tables show as "measured" (``profiles.read_times``): the seconds, the date,
+    the CPU and the number of threads of the run, so no time in a notebook is typed by hand.
+    """
+    path = Path(path)
+    try:
+        times = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        times = {}
+    threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
+    for r in results:
+        if r.status != "ok" or not r.profile:
+            continue
+        times.setdefault(r.notebook, {})[r.profile] = {
+            "seconds": r.seconds, "date": r.date[:10], "cpu": r.cpu, "threads": int(threads),
+            "dataset": r.dataset}
+    _write_atomically(path, json.dumps(dict(sorted(times.items())), indent=2, sort_keys=True) + "\n")
+    return times

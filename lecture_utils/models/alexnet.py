@@ -223,6 +223,7 @@ def cifar_alexnet(
     dropout: float = 0.5,
     init: str = "pytorch",
     batch_norm: bool = False,
+    conv1_kernel: int = 3,
 ) -> AlexNet:
     """AlexNet for 32x32 images: 3x3 convs, 2x2 pools to 4x4, channels scaled by ``width``.
 
@@ -231,7 +232,9 @@ def cifar_alexnet(
     gives AlexNet's full 64-192-384-256-256 maps (7.5M parameters, ~3.5x slower).
     ``init="pytorch"`` keeps PyTorch's default initialization (as torchvision's
     AlexNet does); ``init="he"`` applies ``he_init_``. ``batch_norm=True`` adds
-    batch normalization after every conv (see ``AlexNet``).
+    batch normalization after every conv (see ``AlexNet``). ``conv1_kernel``: the
+    first layer's kernel size (odd, padded to keep 32x32; 5 or 7 gives filters
+    large enough to see what they learned, as AlexNet's 11x11 at 224x224).
     """
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"width must be a positive number (1.0: AlexNet's 64-192-384-256-256 maps), got {width!r}")
@@ -243,7 +246,11 @@ def cifar_alexnet(
         raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
     if not isinstance(batch_norm, bool):
         raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}")
+    if isinstance(conv1_kernel, bool) or not isinstance(conv1_kernel, int) or conv1_kernel < 1 or conv1_kernel % 2 == 0:
+        raise ValueError(f"conv1_kernel must be an odd positive int (3: the default, 5 or 7: larger first-layer "
+                         f"filters), got {conv1_kernel!r}")
     convs = [spec._replace(out_channels=max(1, round(spec.out_channels * width))) for spec in CIFAR_CONVS]
+    convs[0] = convs[0]._replace(kernel_size=conv1_kernel, padding=conv1_kernel // 2)
     model = AlexNet(
         num_classes=num_classes,
         remove=remove,

@@ -13,13 +13,20 @@ from torch import nn
 __all__ = ["LeNet", "lenet"]
 
 
-def _conv_stage(number: int, in_channels: int, out_channels: int, batch_norm: bool) -> list:
-    """conv(5x5, no padding) -> [BatchNorm] -> ReLU -> maxpool(2x2): halves the map."""
+def _conv_stage(number: int, in_channels: int, out_channels: int, batch_norm: bool, pooling: bool = True) -> list:
+    """conv(5x5, no padding) -> [BatchNorm] -> ReLU -> maxpool(2x2): halves the map.
+
+    ``pooling=False``: conv(5x5, stride 2) -> [BatchNorm] -> ReLU, no pooling: the conv itself halves the map
+    (it is evaluated at every other position), with the same weights as the pooled stage.
+    """
     # With batch norm right after it, a conv bias is redundant (BN subtracts the mean).
-    layers = [(f"conv{number}", nn.Conv2d(in_channels, out_channels, kernel_size=5, bias=not batch_norm))]
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=5, stride=1 if pooling else 2, bias=not batch_norm)
+    layers = [(f"conv{number}", conv)]
     if batch_norm:
         layers.append((f"bn{number}", nn.BatchNorm2d(out_channels)))
-    layers += [(f"relu{number}", nn.ReLU(inplace=True)), (f"pool{number}", nn.MaxPool2d(kernel_size=2, stride=2))]
+    layers.append((f"relu{number}", nn.ReLU(inplace=True)))
+    if pooling:
+        layers.append((f"pool{number}", nn.MaxPool2d(kernel_size=2, stride=2)))
     return layers
 
 
@@ -27,8 +34,10 @@ class LeNet(nn.Module):
     """conv(32, 5x5)-ReLU-pool, conv(64, 5x5)-ReLU-pool, fc(hidden)-ReLU, fc(num_classes).
 
     ``batch_norm`` adds BatchNorm after each conv and the hidden FC layer;
-    ``dropout`` > 0 adds dropout before each FC layer. Neither changes the
-    output shapes, so the variants can be compared one-for-one.
+    ``dropout`` > 0 adds dropout before each FC layer. ``pooling=False``
+    replaces each conv + 2x2 max-pool by the same conv with stride 2 (no
+    pooling; at 28x28: 28 -> 12 -> 4, as with pooling). None of them changes the
+    output shapes or the weights' shapes, so the variants can be compared one-for-one.
     """
 
     def __init__(
@@ -39,19 +48,26 @@ class LeNet(nn.Module):
         batch_norm: bool = False,
         dropout: float = 0.0,
         image_size: int = 28,
+        pooling: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        # 5x5 conv without padding shrinks by 4, the 2x2 pool halves: 28 -> 24 -> 12 -> 8 -> 4.
-        spatial = ((image_size - 4) // 2 - 4) // 2
+        if not isinstance(pooling, bool):
+            raise TypeError(f"pooling must be True (conv + max-pool) or False (stride-2 conv), got {pooling!r}")
+        if pooling:  # 5x5 conv without padding shrinks by 4, the 2x2 pool halves: 28 -> 24 -> 12 -> 8 -> 4.
+            spatial = ((image_size - 4) // 2 - 4) // 2
+        else:  # a 5x5 conv with stride 2: (size - 5) // 2 + 1, so 28 -> 12 -> 4.
+            spatial = ((image_size - 5) // 2 + 1 - 5) // 2 + 1 if image_size >= 5 else 0
         if spatial < 1:
             raise ValueError(
-                f"image_size must be at least 16 for two 5x5 conv + pool stages, got {image_size}"
+                f"image_size must be at least {16 if pooling else 13} for two 5x5 conv stages "
+                f"{'with pooling' if pooling else 'with stride 2'}, got {image_size}"
             )
 
         self.features = nn.Sequential(
-            OrderedDict(_conv_stage(1, in_channels, 32, batch_norm) + _conv_stage(2, 32, 64, batch_norm))
+            OrderedDict(_conv_stage(1, in_channels, 32, batch_norm, pooling)
+                        + _conv_stage(2, 32, 64, batch_norm, pooling))
         )
         self.flatten = nn.Flatten(1)
         # Layers are numbered through the whole net, as in the AlexNet paper: conv1-2, fc3-4.
@@ -77,6 +93,11 @@ def lenet(
     batch_norm: bool = False,
     dropout: float = 0.0,
     hidden: int = 128,
+    pooling: bool = True,
 ) -> LeNet:
-    """LeNet for (N, in_channels, 28, 28) inputs (184,586 parameters with the defaults)."""
-    return LeNet(num_classes, in_channels, hidden=hidden, batch_norm=batch_norm, dropout=dropout)
+    """LeNet for (N, in_channels, 28, 28) inputs (184,586 parameters with the defaults).
+
+    ``pooling=False``: the same net with stride-2 convolutions instead of conv + max-pool (the same
+    184,586 parameters, a quarter of the convolutions' multiply-adds): what max-pooling adds, alone.
+    """
+    return LeNet(num_classes, in_channels, hidden=hidden, batch_norm=batch_norm, dropout=dropout, pooling=pooling)

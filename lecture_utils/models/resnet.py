@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BasicBlock", "PadShortcut", "CifarResNet", "cifar_resnet"]
+__all__ = ["BasicBlock", "PadShortcut", "CifarResNet", "cifar_resnet", "imagenet_resnet"]
 
 
 class PadShortcut(nn.Module):
@@ -127,3 +127,35 @@ def cifar_resnet(depth: int, residual: bool = True, num_classes: int = 10, width
     ``width`` (default 16, the paper's) sets the channels of the three stages to width, 2 width, 4 width.
     """
     return CifarResNet(depth, residual=residual, num_classes=num_classes, width=width)
+
+
+IMAGENET_LAYOUTS = ("torchvision", "paper", "C")
+
+
+def imagenet_resnet(depth: int, layout: str = "torchvision") -> nn.Module:
+    """torchvision's ImageNet ResNet-``depth`` (18, 34, 50, 101, 152), untrained, in one of three layouts.
+
+    ``"torchvision"``: as torchvision builds it: projection shortcuts (1x1 conv + BN) only where the shape
+    changes (He et al.'s option B) and, in ResNet-50/101/152, the stride-2 of a downsampling bottleneck in its
+    3x3 conv (the "v1.5" variant, more multiply-adds). ``"paper"``: He et al. 2016's v1, the stride in the first
+    1x1 conv of that bottleneck (the parameters are the same). ``"C"``: option C, a projection on every shortcut.
+    Build it under ``torch.device("meta")`` to count it without allocating weights.
+    """
+    from torchvision import models as tv_models
+
+    if layout not in IMAGENET_LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, IMAGENET_LAYOUTS))}, got {layout!r}")
+    if depth not in (18, 34, 50, 101, 152):
+        raise ValueError(f"depth must be one of 18, 34, 50, 101, 152 (torchvision's ImageNet ResNets), got {depth!r}")
+    model = getattr(tv_models, f"resnet{depth}")()
+    for block in model.modules():
+        if layout == "paper" and isinstance(block, tv_models.resnet.Bottleneck) and block.conv2.stride == (2, 2):
+            block.conv1.stride, block.conv2.stride = (2, 2), (1, 1)
+        if layout == "C" and isinstance(block, (tv_models.resnet.BasicBlock, tv_models.resnet.Bottleneck)) \
+                and block.downsample is None:
+            c_in, c_out = block.conv1.in_channels, block.bn3.num_features if hasattr(block, "bn3") else \
+                block.bn2.num_features
+            device = block.conv1.weight.device
+            block.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False, device=device),
+                                             nn.BatchNorm2d(c_out, device=device))
+    return model

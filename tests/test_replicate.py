@@ -1,0 +1,105 @@
+"""``python -m lecture_utils replicate``: a planted robust verdict replicates on fresh seeds, a planted fragile one
+does not, and both runs' outcomes, intervals and seeds are in the table.
+
+tests/notebooks/replicate/planted_verdicts.ipynb records three verdicts from seeded noise
+(``numpy.random.RandomState``, a stream numpy keeps fixed): a difference of 10 noise standard
+deviations (robust), none (pure noise), and one at the edge of what 5 seeds resolve, which seeds
+0-4 leave not established and seeds 100-104 call (fragile). Its committed outputs are its run at SEED 0.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lecture_utils.course.cli import main
+
+HERE = Path(__file__).parent
+PLANTED = HERE / "notebooks" / "replicate" / "planted_verdicts.ipynb"
+ROBUST, NOISE, FRAGILE = "robust: plain vs planted", "pure noise: a vs b", "fragile: a vs b at the edge"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "lecture_utils", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def replication(tmp_path_factory):
+    """One replication of the committed planted notebook on seeds 100-104."""
+    out = tmp_path_factory.mktemp("replicate")
+    proc = cli("replicate", PLANTED, "--profile", "smoke", "--out", out, "--seed-offset", "100")
+    return proc, out, json.loads((out / "replication.json").read_text()) if proc.returncode == 0 else None
+
+
+def test_the_robust_verdict_replicates_and_the_fragile_one_does_not(replication):
+    proc, out, report = replication
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    nb = report["notebooks"][0]
+    rows = {r["name"]: r for r in nb["verdicts"]}
+    assert list(rows) == [ROBUST, NOISE, FRAGILE]
+    robust, fragile = rows[ROBUST], rows[FRAGILE]
+    assert robust["agree"] and robust["claim"] and robust["first"]["outcome"] == robust["second"]["outcome"] == \
+        "plain better"
+    assert robust["first"]["high"] < 0 and robust["second"]["high"] < 0  # both intervals exclude 0
+    assert (fragile["first"]["outcome"], fragile["second"]["outcome"], fragile["agree"]) == \
+        ("not established", "a better", False)
+    assert rows[NOISE]["first"]["outcome"] and rows[NOISE]["second"]["outcome"]  # reported per run
+    assert nb["counts"] == report["overall"] == {"verdicts": 3, "agree": 2, "claims": 2, "claims_agree": 1}
+
+
+def test_the_table_says_when_where_and_on_which_seeds(replication):
+    proc, out, report = replication
+    assert report["profile"] == "smoke" and report["seed_offset"] == 100 and report["cpu"] and report["date"]
+    assert report["first_run"] == "the committed notebooks"
+    nb = report["notebooks"][0]
+    assert (nb["first"]["seeds"], nb["second"]["seeds"]) == ("0-4", "100-104")
+    assert nb["first"]["source"] == str(PLANTED) and nb["second"]["status"] == "ok"
+    executed = json.loads((out / "planted_verdicts.ipynb").read_text())  # the second run's copy, SEED moved
+    injected = next(c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    assert "SEED = 100" in "".join(injected["source"])
+    md = (out / "replication.md").read_text()
+    assert "**2 of 3 verdicts agree; 1 of 2 claims agree.**" in md
+    assert "| planted_verdicts | 2 of 3 | 1 of 2 | 0-4" in md and "| 100-104 |" in md
+    line = next(t for t in md.splitlines() if t.startswith(f"| {FRAGILE} |"))
+    assert line.startswith(f"| {FRAGILE} | yes | not established: ") and line.endswith(" | **no** |")
+    assert "| a better: " in line and " to " in line  # outcome, difference and interval of each run
+    assert "planted_verdicts: 2 of 3 verdicts agree, 1 of 2 claims" in proc.stdout
+    assert f"not replicated: {FRAGILE}: not established" in proc.stdout
+    assert "all: 2 of 3 verdicts agree, 1 of 2 claims agree" in proc.stdout
+    assert (out / "summary.json").is_file()  # the second run's summary, as run writes it
+
+
+def test_an_offset_that_would_reuse_seeds_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["replicate", str(PLANTED), "--profile", "smoke", "--out", str(out), "--seed-offset", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed-offset 3 is less than the 5 seeds planted_verdicts.ipynb runs from SEED" \
+                                   " at smoke: the seed sets would overlap; give --seed-offset 5 or more" in err
+    assert not out.exists()
+
+
+def test_against_needs_the_executed_copies(tmp_path, capsys):
+    assert main(["replicate", str(PLANTED), "--against", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert f"{tmp_path / 'planted_verdicts.ipynb'} does not exist (run python -m lecture_utils run" in \
+        capsys.readouterr().err
+    assert main(["replicate", str(HERE / "notebooks" / "faults" / "sleeper.ipynb"), "--out", str(tmp_path / "o")]) == 2
+    assert "has no SEED parameter" in capsys.readouterr().err
+
+
+def test_against_an_earlier_run_compares_with_its_executed_copies(tmp_path):
+    first = tmp_path / "first"
+    proc = cli("run", PLANTED, "--profile", "smoke", "--out", first, "-p", "SEED", "100")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = cli("replicate", PLANTED, "--profile", "smoke", "--out", tmp_path / "second", "--against", first,
+               "--seed-offset", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "second" / "replication.json").read_text())
+    nb = report["notebooks"][0]
+    assert (nb["first"]["seeds"], nb["second"]["seeds"]) == ("100-104", "105-109")
+    assert nb["first"]["cpu"] and nb["first"]["date"] and nb["first"]["profile"] == "smoke"
+    rows = {r["name"]: r for r in nb["verdicts"]}
+    assert rows[FRAGILE]["first"]["outcome"] == "a better"  # as seeds 100-104 call it
+    assert rows[ROBUST]["agree"]
