@@ -14,6 +14,7 @@ Errors are in percent: the training error on the un-augmented training images in
 fitted), the test error on ``test_batches``.
 """
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from lecture_utils.stats import compare, paired_comparison
 from lecture_utils.train import evaluate, train_one_seed
 
 __all__ = ["VARIANTS", "ZEILER_FERGUS", "SLIDE_DROPS", "Runs", "parse_schedule", "train_variants", "growth_study",
-           "runs_table", "lead_comparisons", "growth_table", "growth_figure", "table3_differences",
+           "runs_table", "lead_comparisons", "lead_trend", "growth_table", "growth_figure", "table3_differences",
            "variant_comparisons"]
 
 # Zeiler & Fergus 2013, Table 3: the paper's layers removed (1-5 conv, 6-7 hidden fully connected).
@@ -166,6 +167,28 @@ def lead_comparisons(study, a, b, which="test"):
     errors = (lambda r: r.test_error) if which == "test" else (lambda r: r.train_error)
     return {n: paired_comparison(errors(r)[a], errors(r)[b], names=(a, b), lower_is_better=True, unit="%")
             for n, r in study.items()}
+
+
+def lead_trend(study, a, b):
+    """How the test-error difference ``a - b`` changes per doubling of the training set, over seeds.
+
+    Per seed, the least-squares slope of ``a - b`` (points) against log2(images) over the sizes of ``study``;
+    the slopes are compared with no change (0) by ``stats.paired_comparison``: a ``Comparison`` whose ``a`` is
+    the change per doubling (higher: ``a - b`` grows with the data).
+    """
+    sizes = list(study)
+    if len(sizes) < 2:
+        raise ValueError(f"a trend needs at least 2 training-set sizes, the study has {len(sizes)}")
+    x = [math.log2(n) for n in sizes]
+    x_mean = sum(x) / len(x)
+    slopes = []
+    for i in range(len(study[sizes[0]].seeds)):
+        d = [study[n].test_error[a][i] - study[n].test_error[b][i] for n in sizes]
+        d_mean = sum(d) / len(d)
+        slopes.append(sum((xi - x_mean) * (di - d_mean) for xi, di in zip(x, d))
+                      / sum((xi - x_mean) ** 2 for xi in x))
+    names = (f"change of {b}'s lead over {a} per doubling", "no change")
+    return paired_comparison(slopes, [0.0] * len(slopes), names=names, unit="points per doubling")
 
 
 def growth_table(study, a, b):

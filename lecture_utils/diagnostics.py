@@ -297,6 +297,8 @@ def unit_statistics(activations, tol=0.0):
     - ``constant_fraction``: units whose value does not change across samples (dead or saturated: they ignore
       the input);
     - ``sparsity``: the fraction of entries with |a| <= tol;
+    - ``live_sparsity``: the same among the units that are not dead: how selectively the working units respond
+      (NaN when every unit is dead);
     - ``mean_abs_correlation``: mean |Pearson correlation| over pairs of units that vary (NaN if fewer than 2);
     - ``rank``: the numerical rank of the activations (singular values above 1e-6 of the largest): how many
       different units the layer really has; 1 when every unit copies one, 0 when all are dead.
@@ -323,6 +325,7 @@ def unit_statistics(activations, tol=0.0):
     rank = int(torch.linalg.matrix_rank(a, rtol=1e-6)) if a.abs().max() > 0 else 0
     return {"units": units, "samples": n, "dead_fraction": dead.double().mean().item(),
             "constant_fraction": (~varies).double().mean().item(), "sparsity": zero.double().mean().item(),
+            "live_sparsity": zero[:, ~dead].double().mean().item() if (~dead).any() else math.nan,
             "mean_abs_correlation": corr, "rank": rank}
 
 

@@ -236,3 +236,22 @@ def test_growth_study_trains_nested_sizes_and_tables_the_lead(capsys):
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["20", "40"]
     with pytest.raises(ValueError, match=r"sizes \[99\] outside 1 to 48"):
         ablations.growth_study(make_tiny, ["full"], x, y, test, schedule={99: 1}, seeds=[0], batch_size=16, lr=0.1)
+
+
+def test_lead_trend_is_the_per_seed_slope_against_log2_of_the_size():
+    # Seed 0: the lead of -3,4,6,7 grows by 2 points per doubling; seed 1 by 4; seed 2 by 3 (plus an offset).
+    slopes = [2.0, 4.0, 3.0]
+    study = {}
+    for k, n in enumerate((500, 1000, 2000, 4000)):
+        full = [50.0 + s * k + i for i, s in enumerate(slopes)]
+        study[n] = ablations.Runs(images=n, epochs=8, seeds=[0, 1, 2],
+                                  test_error={"full": full, "-3,4,6,7": [50.0] * 3})
+    trend = ablations.lead_trend(study, "full", "-3,4,6,7")
+    assert trend.mean_a == pytest.approx(3.0) and trend.difference == pytest.approx(3.0)
+    assert trend.established and trend.outcome.endswith("higher")
+    assert trend.names[0] == "change of -3,4,6,7's lead over full per doubling" and trend.unit == "points per doubling"
+    same = {"full": [40.0, 41.0], "-3,4,6,7": [40.0, 41.0]}
+    flat = {n: ablations.Runs(images=n, epochs=8, seeds=[0, 1], test_error=same) for n in (500, 1000)}
+    assert not ablations.lead_trend(flat, "full", "-3,4,6,7").established
+    with pytest.raises(ValueError, match="at least 2 training-set sizes"):
+        ablations.lead_trend({500: study[500]}, "full", "-3,4,6,7")

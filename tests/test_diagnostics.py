@@ -254,6 +254,8 @@ def test_unit_statistics_on_constructed_activations():
     assert math.isclose(copies["mean_abs_correlation"], 1.0, rel_tol=1e-9) and copies["dead_fraction"] == 0
     # rank: how many different units there really are (a constant unit is one direction too)
     assert s["rank"] == 1 + 1 + 4 and copies["rank"] == 1
+    assert math.isclose(s["live_sparsity"], (a[:, 3:] == 0).double().mean().item(), rel_tol=1e-12)
+    assert math.isnan(unit_statistics(torch.zeros(10, 4))["live_sparsity"])
     assert unit_statistics(torch.zeros(10, 4))["rank"] == 0
 
 

@@ -46,13 +46,13 @@ NEEDED = {"sphinx": "Sphinx", "myst_nb": "myst-nb", "sphinx_book_theme": "sphinx
 # The papers' numbers beside a recorded value: (notebook stem, record name) -> reference. Only references
 # live here; every measured number on the results page comes from the notebooks.
 PAPERS = {
-    ("02_elastic_distortions", "test_error_none"): "0.95% (Simard et al. 2003, 60,000 digits; LeNet-5, no distortions)",
-    ("02_elastic_distortions", "test_error_affine"): "0.6% (Simard et al. 2003, 60,000 digits)",
-    ("02_elastic_distortions", "test_error_elastic"): "0.4% (Simard et al. 2003, 60,000 digits)",
-    **{("03_alexnet_ablations", f"long_train_error_{v}"): f"{train}% train top-1 (Zeiler & Fergus 2013, ImageNet)"
-       for v, train in (("full", 35.1), ("-7", 27.4), ("-6,7", 27.4), ("-3,4", 41.8), ("-3,4,6,7", 71.1))},
-    **{("03_alexnet_ablations", f"long_test_error_{v}"): f"{val}% val top-1 (Zeiler & Fergus 2013, ImageNet)"
-       for v, val in (("full", 40.5), ("-7", 40.0), ("-6,7", 44.8), ("-3,4", 45.4), ("-3,4,6,7", 71.3))},
+    ("02_elastic_distortions", "test_error_none"): "0.95% (LeCun et al. 1998, LeNet-5, no distortions; Simard et al. 2003's MLP: 1.6%)",
+    ("02_elastic_distortions", "test_error_affine"): "0.6% (Simard et al. 2003, conv net; LeCun et al. 1998, LeNet-5: 0.8%)",
+    ("02_elastic_distortions", "test_error_elastic"): "0.4% (Simard et al. 2003, conv net, 60,000 digits)",
+    # Notebook 03 records per training-set size (test_error_full_8000): the size suffix is dropped to look up.
+    **{("03_alexnet_ablations", f"{prefix}test_error_{v}"): f"{val}% val top-1 ({name}; Zeiler & Fergus 2013, "
+       "Table 3, ImageNet)" for prefix in ("", "plain_")
+       for v, name, val in (("full", "full net", 40.5), ("small", "-3,4,6,7", 71.3))},
     ("04_googlenet_inception", "inception3a_macs_reduced"): "128M (Szegedy et al. 2014, Table 1)",
     ("04_googlenet_inception", "inception3a_macs_naive"): "about 304M (the naive module at (3a)'s sizes)",
     ("04_googlenet_inception", "googlenet_imagenet_parameters"): "6,624,904 (torchvision's GoogLeNet)",
@@ -159,7 +159,8 @@ def results_page(notebook_paths):
                     value = f"{value:,}"  # parameter and MAC counts: 6,624,904
                 else:
                     value = format_value(value, r["percent"] and isinstance(value, (int, float)))
-                paper = PAPERS.get((path.stem, r["name"]), "")
+                unsized = re.sub(r"_\d+$", "", r["name"])  # test_error_full_8000 -> test_error_full
+                paper = PAPERS.get((path.stem, r["name"])) or PAPERS.get((path.stem, unsized), "")
                 lines.append(f"| `{_cell(r['name'])}` | {_cell(value)} | {_cell(paper)} |")
             lines.append("")
         if not verdicts and not shown:

@@ -1,4 +1,4 @@
-"""Small nets for debugging demonstrations (notebook 07): a conv net of adjustable width, and a layer with a
+"""Small nets for debugging demonstrations (notebooks 07 and 07b): a conv net of adjustable width, and a layer with a
 hand-written backward that can carry a planted bug.
 
 ``HandSiLU`` computes SiLU, y = x * sigmoid(x), with its derivative written out by hand,
@@ -73,8 +73,9 @@ class TinyConvNet(nn.Module):
     """conv(c1, k x k, same padding)-act-pool, conv(c2, 3x3)-act-pool, fc(hidden)-act, fc(num_classes).
 
     ``pool="avg"`` (2x2 average pooling instead of max) with ``activation="silu"`` or ``"tanh"`` makes the whole
-    net smooth, with no kinks to disturb a gradient check. Wide enough to learn MNIST's strokes, narrow enough (``widths=(2, 4), hidden=8``) to underfit; the first
-    layer's filters (``conv1``) are big enough (``kernel_size`` 7 by default) to look at.
+    net smooth, with no kinks to disturb a gradient check. Wide enough to learn MNIST's strokes, narrow enough
+    (``widths=(2, 2), hidden=4``: 584 parameters) to underfit; the first layer's filters (``conv1``) are big enough
+    (``kernel_size`` 7 by default) to look at.
     """
 
     def __init__(self, widths=(16, 32), hidden=64, kernel_size=7, num_classes=10, in_channels=1, image_size=28,
