@@ -157,6 +157,7 @@ def quiver_field(ax, field, image=None, step=2, key=None):
     if key is None:
         key = _nice_length(float(np.sqrt((dx ** 2 + dy ** 2).mean())))
     ax.quiverkey(arrows, 0.72, -0.07, key, f"{key:g} px", labelpos="E", coordinates="axes", fontproperties={"size": 8})
+    ax.set_xlabel(" ", fontsize=8)  # keeps the key's row inside a figure saved with bbox_inches="tight"
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_aspect("equal")
@@ -193,7 +194,7 @@ def field_figure(image, field, distorted, step=2, title=None, key=None):
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.94 if title else 1))  # room for the key under the arrows, the title above
+    fig.tight_layout(rect=(0, 0.10, 1, 0.94 if title else 1))  # room for the key under the arrows, the title above
     return fig
 
 
@@ -257,7 +258,7 @@ def paired_figure(results, panels=None, ylabel="test error (%)", lower_is_better
         ax.set_xlim(-0.4, len(names) - 0.6)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel(ylabel)
+        ax.set_ylabel(ylabel)  # every panel: each has its own y range
     fig.tight_layout()
     return fig
 
