@@ -103,3 +103,18 @@ def test_against_an_earlier_run_compares_with_its_executed_copies(tmp_path):
     rows = {r["name"]: r for r in nb["verdicts"]}
     assert rows[FRAGILE]["first"]["outcome"] == "a better"  # as seeds 100-104 call it
     assert rows[ROBUST]["agree"]
+
+
+def test_a_course_notebook_replicates_at_smoke(tmp_path):
+    """The command on a real notebook (07: gradient checks, whose verdicts hold at any budget), both runs at smoke."""
+    notebook = HERE.parent / "notebooks" / "07_debugging_and_visualization.ipynb"
+    proc = cli("run", notebook, "--profile", "smoke", "--out", tmp_path / "first")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = cli("replicate", notebook, "--profile", "smoke", "--out", tmp_path / "second", "--against",
+               tmp_path / "first")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "second" / "replication.json").read_text())
+    nb = report["notebooks"][0]
+    assert nb["second"]["status"] == "ok" and nb["counts"]["verdicts"] >= 3
+    assert all(r["first"] and r["second"] for r in nb["verdicts"]), "a verdict recorded in one run only"
+    assert "07_debugging_and_visualization: " in proc.stdout and "verdicts agree" in proc.stdout
