@@ -15,6 +15,7 @@ continues it (``lecture_utils.checkpoint``); Ctrl-C stops at the end of a step.
 """
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -208,6 +209,16 @@ def _evaluate(model, batches, device, memory_format):
     return {"loss": loss_sum.item() / n, "error": wrong.item() / n}
 
 
+def _name_of(fn):
+    """A name for a penalty that is the same in every process (no memory addresses): ``l1_penalty(1e-05)``."""
+    if fn is None:
+        return None
+    if isinstance(fn, functools.partial):
+        args = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
+        return f"{_name_of(fn.func)}({', '.join(args)})"
+    return getattr(fn, "__qualname__", type(fn).__qualname__)
+
+
 def fit(model, train_batches, val_batches=None, *, epochs, lr, momentum=0.9, weight_decay=5e-4, schedule="cosine",
         warmup_epochs=0.0, penalty=None, device=None, verbose=False, checkpoint=None):
     """Train ``model`` for ``epochs`` over ``train_batches`` with SGD; return a ``History``.
@@ -244,7 +255,8 @@ def fit(model, train_batches, val_batches=None, *, epochs, lr, momentum=0.9, wei
     if checkpoint is not None:  # checks the files before any training
         settings = dict(epochs=epochs, lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay),
                         schedule=schedule, warmup_epochs=float(warmup_epochs), steps_per_epoch=steps_per_epoch,
-                        device=device.type)
+                        device=device.type,
+                        penalty=_name_of(penalty))
         run = checkpoint.start(settings, _generators(train_batches=train_batches, val_batches=val_batches))
     model.to(device)
     with _StopAtStepEnd() as stop, _memory_format(model, device) as memory_format:

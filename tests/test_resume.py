@@ -312,3 +312,17 @@ def test_a_sigkilled_save_leaves_a_temporary_file_the_next_save_removes(tmp_path
     assert not path.exists()
     save_atomic({"format": FORMAT}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["big.pt"]
+
+
+def test_the_checkpoint_fingerprint_names_the_penalty_the_same_way_in_every_process():
+    import functools
+
+    from lecture_utils.train import _name_of
+
+    def l1(model, strength):
+        return strength * sum(p.abs().sum() for p in model.parameters())
+
+    assert _name_of(None) is None
+    assert _name_of(functools.partial(l1, strength=1e-5)).endswith("l1(strength=1e-05)")
+    assert _name_of(functools.partial(l1, strength=1e-5)) != _name_of(functools.partial(l1, strength=1e-4))
+    assert "0x" not in _name_of(functools.partial(l1, strength=1e-5))
