@@ -15,6 +15,7 @@ fitted), the test error on ``test_batches``.
 """
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -180,13 +181,9 @@ def lead_trend(study, a, b):
     if len(sizes) < 2:
         raise ValueError(f"a trend needs at least 2 training-set sizes, the study has {len(sizes)}")
     x = [math.log2(n) for n in sizes]
-    x_mean = sum(x) / len(x)
-    slopes = []
-    for i in range(len(study[sizes[0]].seeds)):
-        d = [study[n].test_error[a][i] - study[n].test_error[b][i] for n in sizes]
-        d_mean = sum(d) / len(d)
-        slopes.append(sum((xi - x_mean) * (di - d_mean) for xi, di in zip(x, d))
-                      / sum((xi - x_mean) ** 2 for xi in x))
+    leads = [[study[n].test_error[a][i] - study[n].test_error[b][i] for n in sizes]
+             for i in range(len(study[sizes[0]].seeds))]  # one list per seed
+    slopes = [statistics.linear_regression(x, d).slope for d in leads]
     names = (f"change of {b}'s lead over {a} per doubling", "no change")
     return paired_comparison(slopes, [0.0] * len(slopes), names=names, unit="points per doubling")
 

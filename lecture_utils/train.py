@@ -255,8 +255,7 @@ def fit(model, train_batches, val_batches=None, *, epochs, lr, momentum=0.9, wei
     if checkpoint is not None:  # checks the files before any training
         settings = dict(epochs=epochs, lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay),
                         schedule=schedule, warmup_epochs=float(warmup_epochs), steps_per_epoch=steps_per_epoch,
-                        device=device.type,
-                        penalty=_name_of(penalty))
+                        device=device.type, penalty=_name_of(penalty))
         run = checkpoint.start(settings, _generators(train_batches=train_batches, val_batches=val_batches))
     model.to(device)
     with _StopAtStepEnd() as stop, _memory_format(model, device) as memory_format:

@@ -28,8 +28,9 @@ block that appears nowhere outside the solution blocks of its notebook) in a cel
 Grading with nbgrader: the markers are nbgrader's own, so ``nbgrader generate_assignment`` (or
 ``jupyter nbconvert --to notebook --Exporter.preprocessors='["nbgrader.preprocessors.ClearSolutions"]'
 --ClearSolutions.enforce_metadata=False``) finds the same blocks (its stub is ``# YOUR CODE HERE`` and a bare
-``raise NotImplementedError()``, and it leaves check outputs and badges as they are); to grade, mark the ``exercise`` cells as
-"Autograded answer" and the ``check`` cells as "Autograder tests" in nbgrader's Create Assignment toolbar.
+``raise NotImplementedError()``, and it leaves check outputs and badges as they are); to grade, mark the
+``exercise`` cells as "Autograded answer" and the ``check`` cells as "Autograder tests" in nbgrader's Create
+Assignment toolbar.
 """
 
 import argparse
