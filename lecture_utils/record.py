@@ -65,8 +65,9 @@ def verdict_item(name, comparison=None, *, ordering=None, claim=False, text=None
     """The dict ``record_verdict`` stores (JSON-ready), without showing anything.
 
     A paired comparison (kind ``"paired"``): ``name, kind, conditions [a, b], unit, lower_is_better, n,
-    confidence, mean_a, mean_b, difference, low, high, established, better, outcome, claim, text``; ``outcome``
-    is ``"<name> better"``, ``"<name> higher"`` (direction unknown), ``"not established"`` or ``"1 seed"``
+    confidence, mean_a, mean_b, difference, low, high, margin, established, better, outcome, claim, text``;
+    ``outcome`` is ``"<name> better"``, ``"<name> higher"`` (direction unknown), ``"negligible"`` (the interval
+    lies within the comparison's margin), ``"not established"`` or ``"1 seed"``
     (then ``low`` and ``high`` are None). An ordering (kind ``"ordering"``): the same keys, ``conditions`` the
     ordering, ``outcome`` ``" > ".join(ordering)`` and the numbers None. ``claim``: the notebook teaches this
     verdict as a claim of the lecture. ``text``: the line shown (default: the comparison's verdict).
@@ -86,7 +87,7 @@ def verdict_item(name, comparison=None, *, ordering=None, claim=False, text=None
                              f"best (or highest) first, got {ordering!r}")
         outcome = " > ".join(ordering)
         numbers = dict.fromkeys(["unit", "lower_is_better", "n", "confidence", "mean_a", "mean_b", "difference",
-                                 "low", "high", "established", "better"])
+                                 "low", "high", "margin", "established", "better"])
         return {"name": name, "kind": "ordering", "conditions": list(ordering), **numbers, "outcome": outcome,
                 "claim": claim, "text": text if text is not None else outcome}
     needed = ("names", "n", "confidence", "mean_a", "mean_b", "difference", "low", "high", "established",
@@ -103,7 +104,8 @@ def verdict_item(name, comparison=None, *, ordering=None, claim=False, text=None
     return {"name": name, "kind": "paired", "conditions": list(c.names), "unit": c.unit,
             "lower_is_better": c.lower_is_better, "n": int(c.n), "confidence": float(c.confidence),
             "mean_a": number(c.mean_a), "mean_b": number(c.mean_b), "difference": number(c.difference),
-            "low": number(c.low), "high": number(c.high), "established": bool(c.established), "better": c.better,
+            "low": number(c.low), "high": number(c.high), "margin": number(getattr(c, "margin", None)),
+            "established": bool(c.established), "better": c.better,
             "outcome": c.outcome, "claim": claim, "text": text if text is not None else c.verdict}
 
 

@@ -114,8 +114,10 @@ def _unit_words(unit):
 class Comparison:
     """The paired comparison of two conditions; see ``paired_comparison``."""
 
-    def __init__(self, a, b, confidence, names, lower_is_better, unit, digits):
+    def __init__(self, a, b, confidence, names, lower_is_better, unit, digits, margin=None):
         self.a, self.b = a, b
+        self.margin = margin
+        self.negligible = False
         self.names = names
         self.n = len(a)
         self.confidence = confidence
@@ -140,7 +142,11 @@ class Comparison:
         self.degenerate = bool(np.ptp(d) <= RELATIVE_ROUNDING * size)
         if self.degenerate:
             self.low = self.high = self.difference
-        self.established = bool(not self.degenerate and (self.low > 0 or self.high < 0))
+        # A margin is the smallest difference that matters: an interval inside (-margin, margin) shows that the
+        # difference, whatever its sign, is too small to matter (an equivalence verdict), even where it excludes 0.
+        self.negligible = bool(margin is not None and not self.degenerate and -margin < self.low
+                               and self.high < margin)
+        self.established = bool(not self.degenerate and not self.negligible and (self.low > 0 or self.high < 0))
         self.better = self._better() if self.established else None
         self.decimals = _decimals((self.high - self.low) / 2 or abs(self.difference), digits)
 
@@ -166,10 +172,13 @@ class Comparison:
 
     @property
     def outcome(self):
-        """The verdict in a word, as recorded: ``"<name> better"``, ``"<name> higher"``, ``"not established"``
-        or ``"1 seed"``. Two runs agree on a comparison when their outcomes are equal."""
+        """The verdict in a word, as recorded: ``"<name> better"``, ``"<name> higher"``, ``"negligible"`` (the
+        interval lies within the margin), ``"not established"`` or ``"1 seed"``. Two runs agree on a comparison when
+        their outcomes are equal."""
         if self.n == 1:
             return "1 seed"
+        if self.negligible:
+            return "negligible"
         if not self.established:
             return "not established"
         if self.better is not None:
@@ -189,6 +198,11 @@ class Comparison:
             return (f"not established: all {self.n} pairs differ by exactly {self._f(self.difference, True)}{units} "
                     f"({name_a} - {name_b}), so the seed-to-seed noise and with it the interval cannot be estimated; "
                     "run more seeds or a larger test set")
+        if self.negligible:
+            margin = f"{self.margin:g}{' point' if units == ' points' and self.margin == 1 else units}"
+            return (f"no difference that matters: the {level} of {name_a} minus {name_b}, {self._f(self.low, True)} "
+                    f"to {self._f(self.high, True)}{units}, lies within ±{margin}, the smallest difference that "
+                    f"matters here (n = {self.n})")
         if self.difference == 0:
             return (f"not established: {name_a} and {name_b} have the same mean ({level} of the difference "
                     f"{self._f(self.low)} to {self._f(self.high)}{units}, n = {self.n})")
@@ -213,7 +227,7 @@ class Comparison:
 
     def conclusion(self, if_a_better, if_b_better, otherwise):
         """The sentence that matches the numbers: ``if_a_better`` when ``a`` is established better, ``if_b_better``
-        when ``b`` is, else ``otherwise`` (not established, or 1 seed), with the numbers filled in.
+        when ``b`` is, else ``otherwise`` (not established, negligible, or 1 seed), with the numbers filled in.
 
         Fields a sentence can use: ``{a}``, ``{b}`` (the names), ``{better}``, ``{worse}`` (the names in the
         order of the verdict: the one ahead first), ``{by}`` (the size of the lead, e.g. ``0.18 points``),
@@ -278,7 +292,17 @@ class Comparison:
         return _html_table(self.header(), [self.row()])
 
 
-def paired_comparison(a, b, confidence=0.95, names=("a", "b"), lower_is_better=None, unit="", digits=None):
+def _check_margin(margin):
+    if margin is None:
+        return None
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) or margin <= 0:
+        raise ValueError(f"margin must be a positive number in the values' unit (the smallest difference that "
+                         f"matters) or None, got {margin!r}")
+    return float(margin)
+
+
+def paired_comparison(a, b, confidence=0.95, names=("a", "b"), lower_is_better=None, unit="", digits=None,
+                      margin=None):
     """Compare two conditions run with the same seeds (``a[i]`` and ``b[i]`` share seed ``i``).
 
     ``lower_is_better``: True for errors, losses and times, False for
@@ -291,8 +315,13 @@ def paired_comparison(a, b, confidence=0.95, names=("a", "b"), lower_is_better=N
     ``verdict`` (one line). One seed each is allowed: then ``low`` and ``high``
     are None, nothing is established and the verdict says "1 seed: no interval".
     ``digits``: digits after the point in the text (None: from the interval's size).
+    ``margin``: the smallest difference that matters, in the values' unit (e.g. 0.1 for 0.1 points of error).
+    When the whole interval lies within ``(-margin, margin)`` the verdict is "no difference that matters"
+    (``negligible`` True, ``outcome`` ``"negligible"``, nothing established), even where it excludes 0: an
+    equivalence verdict, which two runs can agree on where a tiny lead would flip. None (default): no margin.
     """
     confidence = _check_confidence(confidence)
+    margin = _check_margin(margin)
     if isinstance(names, str) or len(names) != 2 or len(set(map(str, names))) != 2:
         raise ValueError(f"names must be two different condition names, e.g. ('affine', 'elastic'), got {names!r}")
     names = tuple(map(str, names))
@@ -306,7 +335,7 @@ def paired_comparison(a, b, confidence=0.95, names=("a", "b"), lower_is_better=N
     if len(a) < 1:
         raise ValueError(f"{names[0]!r} vs {names[1]!r}: no results; give one result per seed (1 seed shows the "
                          "values, at least 2 paired seeds give an interval)")
-    return Comparison(a, b, confidence, names, lower_is_better, unit, _check_digits(digits))
+    return Comparison(a, b, confidence, names, lower_is_better, unit, _check_digits(digits), margin)
 
 
 def seeds_needed(sd, gap, power=0.8, confidence=0.95, most=10_000):
@@ -395,17 +424,19 @@ def _check_results(results):
     return {str(k): _values(v, f"results of {k!r}") for k, v in results.items()}
 
 
-def compare(results, baseline=None, pairs=None, confidence=0.95, lower_is_better=None, unit="", digits=None):
+def compare(results, baseline=None, pairs=None, confidence=0.95, lower_is_better=None, unit="", digits=None,
+            margin=None):
     """Paired comparisons between conditions of ``results`` (``{name: [one result per seed]}``).
 
     ``pairs`` lists ``(a, b)`` names to compare (``a - b``); else every other
     condition against ``baseline``; else every pair in the dict's order.
     Returns a ``Table`` of ``Comparison`` objects (it prints and shows as a
     table; ``table.record("prefix: ")`` records every verdict). One seed per
-    condition is allowed: every row then says "1 seed: no interval".
+    condition is allowed: every row then says "1 seed: no interval". ``margin``: as in ``paired_comparison``.
     """
     values = _check_results(results)
     _check_digits(digits)
+    _check_margin(margin)
     names = list(values)
     if pairs is None:
         if baseline is not None:
@@ -420,7 +451,7 @@ def compare(results, baseline=None, pairs=None, confidence=0.95, lower_is_better
             raise ValueError(f"pair {pair!r} must name two conditions of results: known are {', '.join(names)}")
     if not pairs:
         raise ValueError("nothing to compare: results need at least two conditions")
-    items = [paired_comparison(values[x], values[y], confidence, (x, y), lower_is_better, unit, digits)
+    items = [paired_comparison(values[x], values[y], confidence, (x, y), lower_is_better, unit, digits, margin)
              for x, y in pairs]
     return Table(items[0].header(), [c.row() for c in items], items)
 

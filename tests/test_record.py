@@ -10,7 +10,7 @@ from lecture_utils.record import (VERDICT_MIME, read_records, read_verdicts, rec
 from lecture_utils.stats import compare, paired_comparison
 
 KEYS = {"name", "kind", "conditions", "unit", "lower_is_better", "n", "confidence", "mean_a", "mean_b", "difference",
-        "low", "high", "established", "better", "outcome", "claim", "text"}
+        "low", "high", "margin", "established", "better", "outcome", "claim", "text"}
 
 CLEAR = ([2.0, 2.2, 2.1], [1.0, 1.1, 1.05])  # b lower in every seed by about 1
 
@@ -34,7 +34,16 @@ def test_a_paired_verdict_has_every_key_and_its_outcome():
     assert item["outcome"] == "bn better" and item["better"] == "bn" and item["established"] is True
     assert item["claim"] is True and item["text"] == c.verdict and item["n"] == 3
     assert (item["low"], item["high"], item["difference"]) == pytest.approx((c.low, c.high, c.difference))
+    assert item["margin"] is None
     json.dumps(item)  # JSON-ready: plain floats, no numpy scalars
+
+
+def test_a_negligible_verdict_records_its_margin():
+    c = paired_comparison([12.0, 12.1, 12.2], [11.98, 12.09, 12.17], names=("fc", "+ L1"), lower_is_better=True,
+                          unit="%", margin=0.1)
+    item = verdict_item("L1", c, claim=True)
+    assert item["outcome"] == "negligible" and item["margin"] == 0.1 and item["established"] is False
+    assert item["better"] is None and item["text"].startswith("no difference that matters")
 
 
 @pytest.mark.parametrize("a, b, lower, outcome", [

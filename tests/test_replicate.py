@@ -118,3 +118,40 @@ def test_a_course_notebook_replicates_at_smoke(tmp_path):
     assert nb["second"]["status"] == "ok" and nb["counts"]["verdicts"] >= 3
     assert all(r["first"] and r["second"] for r in nb["verdicts"]), "a verdict recorded in one run only"
     assert "07_debugging_and_visualization: " in proc.stdout and "verdicts agree" in proc.stdout
+
+
+def test_merge_joins_reports_and_a_later_notebook_replaces_an_earlier_one(replication, tmp_path):
+    """``--merge``: the published table from a run in parts, or after one notebook was re-run; nothing runs."""
+    proc, out, report = replication
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    older = json.loads(json.dumps(report))
+    older["notebooks"][0]["verdicts"] = [dict(r, agree=False) for r in older["notebooks"][0]["verdicts"]]
+    older["notebooks"].append(dict(report["notebooks"][0], notebook="other"))
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    code = main(["replicate", "--merge", str(tmp_path / "older.json"), str(out / "replication.json"),
+                 "--out", str(tmp_path / "merged")])
+    assert code == 0
+    merged = json.loads((tmp_path / "merged" / "replication.json").read_text())
+    assert [nb["notebook"] for nb in merged["notebooks"]] == ["other", "planted_verdicts"]
+    planted = merged["notebooks"][1]
+    assert planted["verdicts"] == report["notebooks"][0]["verdicts"]  # the later report's rows, not the older ones
+    assert planted["counts"] == report["notebooks"][0]["counts"]
+    one = report["overall"]
+    assert merged["overall"] == {k: 2 * v for k, v in one.items()} and merged["merged"] == 2
+    text = (tmp_path / "merged" / "replication.md").read_text()
+    assert f"**{2 * one['agree']} of {2 * one['verdicts']} verdicts agree" in text and "merged from 2" in text
+
+
+def test_merge_refuses_reports_of_two_profiles_and_files_that_are_not_reports(replication, tmp_path, capsys):
+    proc, out, report = replication
+    other = dict(report, profile="default")
+    (tmp_path / "default.json").write_text(json.dumps(other))
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    assert main(["replicate", "--merge", str(out / "replication.json"), str(tmp_path / "default.json"),
+                 "--out", str(tmp_path / "m")]) == 2
+    assert main(["replicate", "--merge", str(tmp_path / "junk.json"), "--out", str(tmp_path / "m")]) == 2
+    assert main(["replicate", "--merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("python -m lecture_utils replicate: error: --merge: the reports differ in profile")
+    assert "not a replication.json" in err[1] and "not a readable replication.json" in err[2]
+    assert not (tmp_path / "m").exists()

@@ -320,3 +320,49 @@ def test_seeds_needed_is_the_paired_t_tests_power_calculation():
     for bad in (dict(sd=-1, gap=1), dict(sd=1, gap=float("nan")), dict(sd=1, gap=1, power=1.0)):
         with pytest.raises(ValueError):
             seeds_needed(**bad)
+
+
+# ---------------------------------------------------------------- a margin: the smallest difference that matters
+
+# L1's case in 06b: a lead of 0.017 points that the pairing resolves, far below what matters on a test error.
+TINY_LEAD = ([12.00, 12.11, 12.19, 11.89, 11.93], [11.98, 12.09, 12.16, 11.88, 11.91])
+
+
+def test_a_resolved_but_tiny_lead_is_negligible_within_a_margin():
+    plain = paired_comparison(*TINY_LEAD, names=("fc", "+ L1"), lower_is_better=True, unit="%")
+    assert plain.established and plain.outcome == "+ L1 better"  # without a margin: a "better" that flips easily
+    c = paired_comparison(*TINY_LEAD, names=("fc", "+ L1"), lower_is_better=True, unit="%", margin=0.1)
+    assert (c.low, c.high) == (plain.low, plain.high)  # the interval itself is unchanged
+    assert c.negligible and not c.established and c.better is None and c.outcome == "negligible"
+    assert c.verdict == ("no difference that matters: the 95% CI of fc minus + L1, +0.0112 to +0.0288 points, lies "
+                         "within ±0.1 points, the smallest difference that matters here (n = 5)")
+    one = paired_comparison(*TINY_LEAD, unit="%", margin=1)
+    assert "lies within ±1 point, the smallest" in one.verdict
+    same = paired_comparison([1.0, 2.0, 1.5], [1.01, 1.99, 1.5], margin=0.1)  # a mean difference of exactly 0
+    assert same.outcome == "negligible" and same.verdict.startswith("no difference that matters")
+    assert c.conclusion("a", "b", "none: {verdict}") == "none: " + c.verdict
+    # the same data with its signs swapped, and an unresolved tie inside the margin, read the same
+    assert paired_comparison(*TINY_LEAD[::-1], lower_is_better=True, margin=0.1).outcome == "negligible"
+    assert paired_comparison([1.0, 2.0, 1.5], [1.01, 1.99, 1.5], margin=0.1).outcome == "negligible"
+
+
+def test_an_interval_that_reaches_past_the_margin_is_judged_as_before():
+    big = paired_comparison([2.0, 2.2, 2.1], [1.0, 1.1, 1.05], names=("plain", "bn"), lower_is_better=True, margin=0.1)
+    assert big.outcome == "bn better" and not big.negligible
+    wide = paired_comparison([1.0, 2.0], [1.1, 1.8], margin=0.1)  # interval wider than the margin: undecided
+    assert wide.outcome == "not established" and not wide.negligible
+    one = paired_comparison([1.0], [1.0], margin=0.1)
+    assert one.outcome == "1 seed" and not one.negligible
+    degenerate = paired_comparison([1.0, 2.0], [1.0, 2.0], margin=0.1)
+    assert degenerate.outcome == "not established" and not degenerate.negligible
+
+
+def test_compare_passes_the_margin_and_bad_margins_are_one_line_errors():
+    table = compare({"fc": TINY_LEAD[0], "+ L1": TINY_LEAD[1]}, baseline="fc", lower_is_better=True, margin=0.1)
+    assert table[0].outcome == "negligible"
+    for bad in (0, -0.1, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError, match=r"^margin must be a positive number .* got ") as err:
+            paired_comparison(*TINY_LEAD, margin=bad)
+        assert "\n" not in str(err.value)
+        with pytest.raises(ValueError, match=r"^margin must be a positive number"):
+            compare({"x": [1, 2], "y": [2, 3]}, margin=bad)
