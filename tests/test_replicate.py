@@ -147,11 +147,16 @@ def test_merge_refuses_reports_of_two_profiles_and_files_that_are_not_reports(re
     other = dict(report, profile="default")
     (tmp_path / "default.json").write_text(json.dumps(other))
     (tmp_path / "junk.json").write_text("[1, 2]")
+    (tmp_path / "rows.json").write_text(json.dumps(dict(report, notebooks=[{"notebook": "x"}])))
     assert main(["replicate", "--merge", str(out / "replication.json"), str(tmp_path / "default.json"),
                  "--out", str(tmp_path / "m")]) == 2
     assert main(["replicate", "--merge", str(tmp_path / "junk.json"), "--out", str(tmp_path / "m")]) == 2
     assert main(["replicate", "--merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "m")]) == 2
+    assert main(["replicate", "--merge", str(tmp_path / "rows.json"), "--out", str(tmp_path / "m")]) == 2
+    assert main(["replicate", str(PLANTED), "--merge", str(out / "replication.json"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("python -m lecture_utils replicate: error: --merge: the reports differ in profile")
     assert "not a replication.json" in err[1] and "not a readable replication.json" in err[2]
+    assert "a notebook's entry lacks one of notebook, first, second, verdicts" in err[3]
+    assert "--merge runs nothing: give it replication.json files, not notebooks" in err[4] and len(err) == 5
     assert not (tmp_path / "m").exists()

@@ -284,6 +284,10 @@ def merge(reports, out_dir):
             raise ValueError(f"--merge {path}: not a readable replication.json ({type(err).__name__}: {err})") from None
         if not isinstance(report, dict) or not isinstance(report.get("notebooks"), list) or "profile" not in report:
             raise ValueError(f"--merge {path}: not a replication.json (no profile and notebooks in it)")
+        rows = ("notebook", "first", "second", "verdicts")
+        if not all(isinstance(nb, dict) and all(k in nb for k in rows) for nb in report["notebooks"]):
+            raise ValueError(f"--merge {path}: a notebook's entry lacks one of {', '.join(rows)}: not a "
+                             "replication.json that replicate wrote")
         loaded.append(report)
     for key in ("profile", "seed_offset"):
         values = sorted({str(r.get(key)) for r in loaded})
@@ -300,7 +304,7 @@ def merge(reports, out_dir):
     merged = {"date": dates[0] if len(set(dates)) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else ""),
               "cpu": ", ".join(sorted({nb["second"].get("cpu") or "?" for nb in ordered})),
               "profile": loaded[0]["profile"], "seed_offset": loaded[0]["seed_offset"],
-              "first_run": "; ".join(dict.fromkeys(r["first_run"] for r in loaded)),
+              "first_run": "; ".join(dict.fromkeys(r.get("first_run") or "?" for r in loaded)),
               "merged": sum(r.get("merged") or 1 for r in loaded) if len(loaded) > 1 else loaded[0].get("merged"),
               "notebooks": ordered}
     for nb in ordered:
