@@ -160,3 +160,16 @@ def test_merge_refuses_reports_of_two_profiles_and_files_that_are_not_reports(re
     assert "a notebook's entry lacks one of notebook, first, second, verdicts" in err[3]
     assert "--merge runs nothing: give it replication.json files, not notebooks" in err[4] and len(err) == 5
     assert not (tmp_path / "m").exists()
+
+
+def test_offset_0_reruns_the_same_seeds_and_every_verdict_agrees(tmp_path):
+    """``--seed-offset 0``: the committed run's own seeds again, as on another machine; here the arithmetic is the
+    same, so every verdict, the fragile one included, comes out the same. A negative offset is refused."""
+    proc = cli("replicate", PLANTED, "--profile", "smoke", "--out", tmp_path / "same", "--seed-offset", "0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "same" / "replication.json").read_text())
+    nb = report["notebooks"][0]
+    assert report["seed_offset"] == 0 and nb["first"]["seeds"] == nb["second"]["seeds"] == "0-4"
+    assert all(r["agree"] for r in nb["verdicts"]) and len(nb["verdicts"]) == 3
+    proc = cli("replicate", PLANTED, "--profile", "smoke", "--out", tmp_path / "neg", "--seed-offset", "-1")
+    assert proc.returncode == 2 and "--seed-offset must be an int >= 0 (0: the same seeds" in proc.stderr

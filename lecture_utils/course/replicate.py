@@ -35,7 +35,9 @@ Run notebooks a second time on a disjoint set of seeds and compare their
 recorded verdicts (record_verdict) with the first run's: the committed
 notebook's saved outputs, or the executed copies in --against DIR. The second
 run uses SEED + --seed-offset; the offset must be at least the notebook's
-largest seed count (REPEATS, SEARCH_SEEDS, ...) at the profile. Writes
+largest seed count (REPEATS, SEARCH_SEEDS, ...) at the profile, or 0: the same
+seeds again, to check that the verdicts survive another machine's arithmetic
+(another CPU, or ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 on this one). Writes
 replication.md and replication.json to --out: per verdict the outcome and
 interval of both runs and whether they agree; per notebook and overall how many
 verdicts, and how many claims, agree.
@@ -61,7 +63,8 @@ def add_arguments(parser, timeout_type, timeout_help):
     parser.add_argument("--out", default="runs/replicate",
                         help="folder for the second run's copies and the replication table (default: runs/replicate)")
     parser.add_argument("--seed-offset", type=int, default=DEFAULT_OFFSET, metavar="N",
-                        help=f"the second run's SEED is the first's + N (default: {DEFAULT_OFFSET})")
+                        help=f"the second run's SEED is the first's + N (default: {DEFAULT_OFFSET}; 0: the same seeds, "
+                             "a rerun on other arithmetic)")
     parser.add_argument("--against", default=None, metavar="DIR",
                         help="the first run: executed copies in DIR (from run --out DIR), not the committed outputs")
     parser.add_argument("--timeout", type=timeout_type, default=None, metavar="SECONDS", help=timeout_help)
@@ -136,8 +139,8 @@ def same_budget(first, params, profile):
 
 def plan(notebooks, profile, offset, against):
     """Everything checked before the second runs start: ``{notebook: (first run, seed count)}``."""
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 1:
-        raise ValueError(f"--seed-offset must be an int >= 1, got {offset!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"--seed-offset must be an int >= 0 (0: the same seeds, a numerical rerun), got {offset!r}")
     if against is not None and not Path(against).is_dir():
         raise ValueError(f"--against {against} is not a folder (give the --out folder of an earlier run)")
     planned = {}
@@ -148,7 +151,7 @@ def plan(notebooks, profile, offset, against):
         first = first_run(path, params, against)
         profiles = {profile} | ({first["profile"]} if first["profile"] in PROFILES else set())
         count = max(seed_count(params, p) for p in profiles)
-        if offset < count:
+        if 0 < offset < count:
             raise ValueError(f"--seed-offset {offset} is less than the {count} seeds {path.name} runs from SEED "
                              f"at {'/'.join(sorted(profiles))}: the seed sets would overlap; give "
                              f"--seed-offset {count} or more")
