@@ -170,6 +170,9 @@ def test_offset_0_reruns_the_same_seeds_and_every_verdict_agrees(tmp_path):
     report = json.loads((tmp_path / "same" / "replication.json").read_text())
     nb = report["notebooks"][0]
     assert report["seed_offset"] == 0 and nb["first"]["seeds"] == nb["second"]["seeds"] == "0-4"
+    text = (tmp_path / "same" / "replication.md").read_text()
+    assert text.startswith("# Replication: do the verdicts hold with the same seeds on other arithmetic?")
+    assert "profile smoke, the same seeds; first run" in text
     assert all(r["agree"] for r in nb["verdicts"]) and len(nb["verdicts"]) == 3
     proc = cli("replicate", PLANTED, "--profile", "smoke", "--out", tmp_path / "neg", "--seed-offset", "-1")
     assert proc.returncode == 2 and "--seed-offset must be an int >= 0 (0: the same seeds" in proc.stderr

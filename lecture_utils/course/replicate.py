@@ -28,6 +28,7 @@ from lecture_utils.profiles import PROFILES, get_profile
 from lecture_utils.record import read_records
 
 JSON_OUT, MARKDOWN_OUT = "replication.json", "replication.md"
+KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 DEFAULT_OFFSET = 100
 
 REPLICATE_DESCRIPTION = """\
@@ -212,10 +213,14 @@ def markdown(report):
             + (f", merged from {report['merged']} such runs (`replicate --merge`); each notebook's dates are in its "
                "row" if report.get("merged") else "") + ". A verdict that does not agree is *fragile*: the effect is "
             "at the edge of what this budget resolves.")
-    lines = ["# Replication: do the verdicts hold on fresh seeds?", "", made, "",
-             f"Second run {report['date']} on {report['cpu']}, profile {report['profile']}, SEED + "
-             f"{report['seed_offset']}; first run: {report['first_run']}. A verdict agrees when both runs reach "
-             "the same outcome.", "",
+    same = report["seed_offset"] == 0
+    title = ("Replication: do the verdicts hold with the same seeds on other arithmetic?" if same else
+             "Replication: do the verdicts hold on fresh seeds?")
+    kernels = f" (kernels limited by {report['kernels']})" if report.get("kernels") else ""
+    seeds = "the same seeds" if same else f"SEED + {report['seed_offset']}"
+    lines = [f"# {title}", "", made, "",
+             f"Second run {report['date']} on {report['cpu']}{kernels}, profile {report['profile']}, {seeds}; "
+             f"first run: {report['first_run']}. A verdict agrees when both runs reach the same outcome.", "",
              f"**{o['agree']} of {o['verdicts']} verdicts agree; {o['claims_agree']} of {o['claims']} claims agree.**",
              "", "| notebook | verdicts that agree | claims that agree | first run: seeds | second run: seeds |",
              "| --- | ---: | ---: | --- | --- |"]
@@ -247,7 +252,7 @@ def replicate(paths, profile=None, out_dir="runs/replicate", seed_offset=DEFAULT
     planned = plan(notebooks, profile, seed_offset, against)
     out_dir = Path(out_dir)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-              "cpu": cpu_model(), "profile": profile, "seed_offset": seed_offset,
+              "cpu": cpu_model(), "kernels": kernel_limits(), "profile": profile, "seed_offset": seed_offset,
               "first_run": f"the executed copies in {against}" if against else "the committed notebooks",
               "notebooks": []}
     status = 0
@@ -292,8 +297,8 @@ def merge(reports, out_dir):
             raise ValueError(f"--merge {path}: a notebook's entry lacks one of {', '.join(rows)}: not a "
                              "replication.json that replicate wrote")
         loaded.append(report)
-    for key in ("profile", "seed_offset"):
-        values = sorted({str(r.get(key)) for r in loaded})
+    for key in ("profile", "seed_offset", "kernels"):
+        values = sorted({str(r.get(key) or "") for r in loaded})
         if len(values) > 1:
             raise ValueError(f"--merge: the reports differ in {key} ({', '.join(values)}): only runs of one {key} "
                              "make one table")
@@ -306,7 +311,8 @@ def merge(reports, out_dir):
     dates = sorted(nb["second"].get("date") or "" for nb in ordered if nb["second"].get("date"))
     merged = {"date": dates[0] if len(set(dates)) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else ""),
               "cpu": ", ".join(sorted({nb["second"].get("cpu") or "?" for nb in ordered})),
-              "profile": loaded[0]["profile"], "seed_offset": loaded[0]["seed_offset"],
+              "kernels": loaded[0].get("kernels", ""), "profile": loaded[0]["profile"],
+              "seed_offset": loaded[0]["seed_offset"],
               "first_run": "; ".join(dict.fromkeys(r.get("first_run") or "?" for r in loaded)),
               "merged": sum(r.get("merged") or 1 for r in loaded) if len(loaded) > 1 else loaded[0].get("merged"),
               "notebooks": ordered}
@@ -318,6 +324,11 @@ def merge(reports, out_dir):
     _write(out_dir / JSON_OUT, json.dumps(merged, indent=2) + "\n")
     _write(out_dir / MARKDOWN_OUT, markdown(merged))
     return merged
+
+
+def kernel_limits():
+    """The environment settings that limit which CPU kernels torch runs (ISA), e.g. ``ATEN_CPU_CAPABILITY=avx2``."""
+    return ", ".join(f"{k}={os.environ[k]}" for k in KERNEL_SETTINGS if os.environ.get(k))
 
 
 def _write(path, text):
