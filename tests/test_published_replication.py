@@ -30,10 +30,29 @@ def test_every_course_notebook_has_a_row_and_the_counts_add_up():
     assert "/work/" not in text and "/home/" not in text  # no machine paths in the published table
 
 
-@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_the_first_run_is_the_committed_notebook(name):
+def test_the_same_seed_table_says_what_it_is():
+    if "same seeds" not in TABLES:
+        pytest.skip("no same-seed table published")
+    report = TABLES["same seeds"]
+    assert report["seed_offset"] == 0 and report["kernels"]
+    text = (SAME_SEEDS.parent / "replication.md").read_text(encoding="utf-8")
+    assert text.startswith("# Replication: do the verdicts hold with the same seeds on other arithmetic?")
+    assert "/work/" not in text and "/home/" not in text
+
+
+# The same-seed check on other arithmetic (replicate --seed-offset 0 with the CPU kernels limited), where published.
+SAME_SEEDS = ROOT / "docs" / "same-seeds" / "replication.json"
+TABLES = {"fresh seeds": TABLE}
+if SAME_SEEDS.is_file():
+    TABLES["same seeds"] = json.loads(SAME_SEEDS.read_text(encoding="utf-8"))
+ROWS = [(table, nb["notebook"]) for table, report in TABLES.items() for nb in report["notebooks"]]
+
+
+@pytest.mark.parametrize("table, name", ROWS)
+def test_the_first_run_is_the_committed_notebook(table, name):
     recorded = read_verdicts(ROOT / "notebooks" / f"{name}.ipynb")
-    rows = {r["name"]: r for r in NOTEBOOKS[name]["verdicts"]}
+    entry = next(nb for nb in TABLES[table]["notebooks"] if nb["notebook"] == name)
+    rows = {r["name"]: r for r in entry["verdicts"]}
     assert sorted(rows) == sorted(recorded), "the table's verdicts are not the committed notebook's"
     for verdict, row in rows.items():
         first, mine = row["first"], recorded[verdict]

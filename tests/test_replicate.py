@@ -176,3 +176,11 @@ def test_offset_0_reruns_the_same_seeds_and_every_verdict_agrees(tmp_path):
     assert all(r["agree"] for r in nb["verdicts"]) and len(nb["verdicts"]) == 3
     proc = cli("replicate", PLANTED, "--profile", "smoke", "--out", tmp_path / "neg", "--seed-offset", "-1")
     assert proc.returncode == 2 and "--seed-offset must be an int >= 0 (0: the same seeds" in proc.stderr
+
+
+def test_the_committed_date_is_found_from_a_relative_path(monkeypatch):
+    from lecture_utils.course.replicate import _committed_date
+
+    monkeypatch.chdir(HERE.parent)
+    relative = PLANTED.relative_to(HERE.parent)
+    assert _committed_date(relative) == _committed_date(PLANTED) != ""

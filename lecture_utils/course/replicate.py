@@ -104,8 +104,9 @@ def _injected(nb):
 def _committed_date(path):
     """When ``path`` was last committed (git), "" outside a checkout."""
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cI", "--", str(path)], capture_output=True, text=True,
-                             timeout=10, cwd=Path(path).parent)
+        path = Path(path).resolve()  # a relative path would be read from the notebook's folder, not from here
+        out = subprocess.run(["git", "log", "-1", "--format=%cI", "--", path.name], capture_output=True, text=True,
+                             timeout=10, cwd=path.parent)
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
