@@ -207,6 +207,11 @@ def side_text(side):
     return text
 
 
+def _when(side):
+    """``, <date>, <cpu>`` of one run, whichever of the two it has."""
+    return "".join(f", {x}" for x in (side.get("date"), side.get("cpu")) if x)
+
+
 def markdown(report):
     """``replication.md``: the overall counts, a line per notebook, then each notebook's verdicts."""
     o = report["overall"]
@@ -228,9 +233,9 @@ def markdown(report):
     for nb in report["notebooks"]:
         c, f, s = nb["counts"], nb["first"], nb["second"]
         second = s["seeds"] + ("" if s["status"] == "ok" else f" ({s['status']}: {s['error']})")
-        first = f["seeds"] + "".join(f", {x}" for x in (f.get("date"), f.get("cpu")) if x)
+        first = f["seeds"] + _when(f)
         if report.get("merged"):
-            second += "".join(f", {x}" for x in (s.get("date"), s.get("cpu")) if x)
+            second += _when(s)
         lines.append(f"| {nb['notebook']} | {c['agree']} of {c['verdicts']} | {c['claims_agree']} of {c['claims']} | "
                      f"{first} | {second} |")
     for nb in report["notebooks"]:
@@ -276,9 +281,7 @@ def replicate(paths, profile=None, out_dir="runs/replicate", seed_offset=DEFAULT
             break
     every = [r for nb in report["notebooks"] for r in nb["verdicts"]]
     report["overall"] = counts(every)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / JSON_OUT, json.dumps(report, indent=2) + "\n")
-    _write(out_dir / MARKDOWN_OUT, markdown(report))
+    write_table(report, out_dir)
     return report, status
 
 
@@ -303,13 +306,9 @@ def merge(reports, out_dir):
         if len(values) > 1:
             raise ValueError(f"--merge: the reports differ in {key} ({', '.join(values)}): only runs of one {key} "
                              "make one table")
-    notebooks = {}
-    for report in loaded:
-        for nb in report["notebooks"]:
-            notebooks.pop(nb["notebook"], None)  # a later report's entry replaces it, at the end of the order
-            notebooks[nb["notebook"]] = nb
+    notebooks = {nb["notebook"]: nb for report in loaded for nb in report["notebooks"]}  # a later entry wins
     ordered = [notebooks[name] for name in sorted(notebooks)]
-    dates = sorted(nb["second"].get("date") or "" for nb in ordered if nb["second"].get("date"))
+    dates = sorted(nb["second"]["date"] for nb in ordered if nb["second"].get("date"))
     merged = {"date": dates[0] if len(set(dates)) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else ""),
               "cpu": ", ".join(sorted({nb["second"].get("cpu") or "?" for nb in ordered})),
               "kernels": loaded[0].get("kernels", ""), "profile": loaded[0]["profile"],
@@ -320,16 +319,21 @@ def merge(reports, out_dir):
     for nb in ordered:
         nb["counts"] = counts(nb["verdicts"])
     merged["overall"] = counts([r for nb in ordered for r in nb["verdicts"]])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / JSON_OUT, json.dumps(merged, indent=2) + "\n")
-    _write(out_dir / MARKDOWN_OUT, markdown(merged))
+    write_table(merged, out_dir)
     return merged
 
 
 def kernel_limits():
     """The environment settings that limit which CPU kernels torch runs (ISA), e.g. ``ATEN_CPU_CAPABILITY=avx2``."""
     return ", ".join(f"{k}={os.environ[k]}" for k in KERNEL_SETTINGS if os.environ.get(k))
+
+
+def write_table(report, out_dir):
+    """replication.json and replication.md of ``report`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write(out_dir / JSON_OUT, json.dumps(report, indent=2) + "\n")
+    _write(out_dir / MARKDOWN_OUT, markdown(report))
 
 
 def _write(path, text):
